@@ -1,0 +1,291 @@
+// A FastCGI client for one upstream: kept-alive connections up to a limit, one request on each at a
+// time, and a FIFO wait queue with a length limit and a timeout when every connection is busy.
+
+import { EventEmitter } from 'node:events';
+import { FastCGIAbortError, FastCGIUnavailableError } from '../errors.js';
+import { definedOnly } from '../util.js';
+import { formatAddress, toAddress, type Address } from './address.js';
+import {
+  FastCGIConnection,
+  FastCGIResponse,
+  type ConnectionOptions,
+  type RequestController,
+  type RequestOptions,
+  type ResponseHandler,
+} from './client.js';
+
+export interface ClientOptions extends ConnectionOptions {
+  address: Address | string;
+  /** Connections open at once, busy or idle (size it to the peer's children). Default 8. */
+  maxConns?: number;
+  /** Close a connection that stayed idle this long; 0 keeps idle connections. Default 60000. */
+  idleTimeoutMs?: number;
+  /** Requests allowed to wait for a connection; past it FCGI_QUEUE_FULL. Default 1024. */
+  maxQueue?: number;
+  /** How long a request may wait for a connection; past it FCGI_QUEUE_TIMEOUT. 0 waits as long as it takes. Default 0. */
+  queueTimeoutMs?: number;
+}
+
+export interface ClientStats {
+  open: number;
+  idle: number;
+  busy: number;
+  connecting: number;
+  queued: number;
+  requests: number;
+}
+
+/** The controller a caller holds while its request waits in the queue, then while it runs. */
+class PooledRequest implements RequestController {
+  readonly options: RequestOptions;
+  readonly handler: ResponseHandler;
+  inner: RequestController | null = null;
+  done = false;
+  timer: NodeJS.Timeout | null = null;
+  readonly #client: FastCGIClient;
+
+  constructor(client: FastCGIClient, options: RequestOptions, handler: ResponseHandler) {
+    this.#client = client;
+    this.options = options;
+    this.handler = handler;
+  }
+
+  get started(): boolean {
+    return this.inner?.started ?? false;
+  }
+
+  get bodySent(): boolean {
+    return this.inner?.bodySent ?? false;
+  }
+
+  abort(reason?: unknown): void {
+    if (this.inner) this.inner.abort(reason);
+    else this.#client.dropWaiter(this, reason instanceof Error ? reason : new FastCGIAbortError(reason === undefined ? undefined : `request aborted while queued: ${String(reason)}`));
+  }
+
+  resume(): void {
+    this.inner?.resume();
+  }
+}
+
+export class FastCGIClient extends EventEmitter {
+  readonly address: Address;
+  readonly #options: ClientOptions & Required<Pick<ClientOptions, 'maxConns' | 'idleTimeoutMs' | 'maxQueue' | 'queueTimeoutMs'>>;
+  readonly #idle: FastCGIConnection[] = [];
+  readonly #all = new Set<FastCGIConnection>();
+  readonly #idleSince = new Map<FastCGIConnection, number>();
+  readonly #queue: PooledRequest[] = [];
+  #connecting = 0;
+  #requests = 0;
+  #closed = false;
+  #sweeper: NodeJS.Timeout | null = null;
+  #closedWaiters: Array<() => void> = [];
+
+  constructor(options: ClientOptions) {
+    super();
+    this.address = toAddress(options.address);
+    this.#options = { maxConns: 8, idleTimeoutMs: 60_000, maxQueue: 1024, queueTimeoutMs: 0, ...definedOnly(options), address: options.address };
+    if (!(this.#options.maxConns >= 1)) throw new RangeError(`maxConns must be at least 1, got ${this.#options.maxConns}`);
+    if (this.#options.idleTimeoutMs > 0) {
+      this.#sweeper = setInterval(() => this.#sweepIdle(), Math.max(250, this.#options.idleTimeoutMs / 2));
+      this.#sweeper.unref();
+    }
+  }
+
+  get stats(): ClientStats {
+    return {
+      open: this.#all.size,
+      idle: this.#idle.length,
+      busy: this.#all.size - this.#idle.length,
+      connecting: this.#connecting,
+      queued: this.#queue.length,
+      requests: this.#requests,
+    };
+  }
+
+  /**
+   * Runs a request on a free connection, opening one if the limit allows, else queues it. Failures
+   * (including queue full and queue timeout) reach handler.onError; this never throws for them.
+   */
+  dispatch(options: RequestOptions, handler: ResponseHandler): RequestController {
+    const pooled = new PooledRequest(this, options, handler);
+    if (this.#closed) {
+      this.#fail(pooled, new FastCGIUnavailableError('FCGI_CLIENT_CLOSED', `client for ${formatAddress(this.address)} is closed`));
+      return pooled;
+    }
+    if (this.#tryStart(pooled)) return pooled;
+    if (this.#queue.length >= this.#options.maxQueue) {
+      this.#fail(
+        pooled,
+        new FastCGIUnavailableError('FCGI_QUEUE_FULL', `every connection to ${formatAddress(this.address)} is busy and the queue is full (${this.#queue.length} waiting)`),
+      );
+      return pooled;
+    }
+    this.#queue.push(pooled);
+    if (this.#options.queueTimeoutMs > 0) {
+      pooled.timer = setTimeout(() => {
+        this.dropWaiter(
+          pooled,
+          new FastCGIUnavailableError('FCGI_QUEUE_TIMEOUT', `no connection to ${formatAddress(this.address)} became free within ${this.#options.queueTimeoutMs} ms`),
+        );
+      }, this.#options.queueTimeoutMs);
+    }
+    return pooled;
+  }
+
+  request(options: RequestOptions): FastCGIResponse {
+    return new FastCGIResponse((handler) => this.dispatch(options, handler));
+  }
+
+  /** FCGI_GET_VALUES on a connection of its own (php-fpm closes a connection after answering, php bug #76922). */
+  async getValues(names?: readonly string[]): Promise<Map<string, string>> {
+    const connection = await FastCGIConnection.connect(this.address, this.#options);
+    try {
+      return await connection.getValues(names);
+    } finally {
+      connection.close();
+    }
+  }
+
+  /** Graceful: takes no new requests, lets queued and running ones finish, then closes every connection. */
+  close(): Promise<void> {
+    this.#closed = true;
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    this.#sweeper = null;
+    for (const connection of this.#idle.splice(0)) connection.close();
+    return new Promise((resolve) => {
+      this.#closedWaiters.push(resolve);
+      this.#checkClosed();
+    });
+  }
+
+  /** Immediate: fails queued and running requests and drops every connection. */
+  destroy(error?: Error): void {
+    this.#closed = true;
+    if (this.#sweeper) clearInterval(this.#sweeper);
+    this.#sweeper = null;
+    const reason = error ?? new FastCGIUnavailableError('FCGI_CLIENT_CLOSED', `client for ${formatAddress(this.address)} was destroyed`);
+    for (const waiter of this.#queue.splice(0)) this.#fail(waiter, reason);
+    for (const connection of [...this.#all]) connection.destroy(reason);
+    this.#checkClosed();
+  }
+
+  /** @internal Removes a queued request and fails it. */
+  dropWaiter(pooled: PooledRequest, error: Error): void {
+    const index = this.#queue.indexOf(pooled);
+    if (index >= 0) this.#queue.splice(index, 1);
+    this.#fail(pooled, error);
+    this.#checkClosed();
+  }
+
+  #tryStart(pooled: PooledRequest): boolean {
+    const connection = this.#idle.pop();
+    if (connection) {
+      this.#idleSince.delete(connection);
+      this.#run(pooled, connection);
+      return true;
+    }
+    if (this.#all.size + this.#connecting < this.#options.maxConns) {
+      this.#open(pooled);
+      return true;
+    }
+    return false;
+  }
+
+  #open(pooled: PooledRequest): void {
+    this.#connecting += 1;
+    FastCGIConnection.connect(this.address, this.#options).then(
+      (connection) => {
+        this.#connecting -= 1;
+        this.#adopt(connection);
+        if (pooled.done) this.#release(connection);
+        else this.#run(pooled, connection);
+      },
+      (error: Error) => {
+        this.#connecting -= 1;
+        this.#fail(pooled, error);
+        // Others may be waiting for a slot this attempt held.
+        this.#pump();
+        this.#checkClosed();
+      },
+    );
+  }
+
+  #adopt(connection: FastCGIConnection): void {
+    this.#all.add(connection);
+    connection.on('free', () => this.#release(connection));
+    connection.on('close', () => {
+      this.#all.delete(connection);
+      this.#idleSince.delete(connection);
+      const index = this.#idle.indexOf(connection);
+      if (index >= 0) this.#idle.splice(index, 1);
+      this.#pump();
+      this.#checkClosed();
+    });
+  }
+
+  #run(pooled: PooledRequest, connection: FastCGIConnection): void {
+    if (pooled.timer) clearTimeout(pooled.timer);
+    pooled.timer = null;
+    this.#requests += 1;
+    try {
+      pooled.inner = connection.dispatch(pooled.options, pooled.handler);
+    } catch (error) {
+      // Nothing was sent (busy, closed, or params over the limit).
+      this.#fail(pooled, error as Error);
+      if (connection.idle) this.#release(connection);
+    }
+  }
+
+  #release(connection: FastCGIConnection): void {
+    if (this.#closed && this.#queue.length === 0) {
+      connection.close();
+      return;
+    }
+    const next = this.#queue.shift();
+    if (next) {
+      this.#run(next, connection);
+      return;
+    }
+    this.#idle.push(connection);
+    this.#idleSince.set(connection, Date.now());
+  }
+
+  /** Starts queued requests while capacity allows (after a connection closed or a connect failed). */
+  #pump(): void {
+    while (this.#queue.length > 0 && !this.#closed) {
+      if (!this.#tryStart(this.#queue[0]!)) return;
+      this.#queue.shift();
+    }
+    if (this.#closed) {
+      while (this.#queue.length > 0 && this.#idle.length > 0) this.#run(this.#queue.shift()!, this.#idle.pop()!);
+    }
+  }
+
+  #sweepIdle(): void {
+    const cutoff = Date.now() - this.#options.idleTimeoutMs;
+    for (const [connection, since] of this.#idleSince) {
+      if (since <= cutoff) {
+        this.#idleSince.delete(connection);
+        const index = this.#idle.indexOf(connection);
+        if (index >= 0) this.#idle.splice(index, 1);
+        connection.close();
+      }
+    }
+  }
+
+  #fail(pooled: PooledRequest, error: Error): void {
+    if (pooled.done) return;
+    pooled.done = true;
+    if (pooled.timer) clearTimeout(pooled.timer);
+    pooled.timer = null;
+    pooled.handler.onError(error);
+  }
+
+  #checkClosed(): void {
+    if (!this.#closed || this.#all.size > 0 || this.#connecting > 0 || this.#queue.length > 0) return;
+    for (const resolve of this.#closedWaiters.splice(0)) resolve();
+    this.emit('closed');
+  }
+}
+

@@ -1,0 +1,177 @@
+// FastCGI name-value pairs (spec 3.4): 1-byte lengths up to 127, 4-byte lengths with the high bit set
+// beyond; encoded whole, decoded from a stream whose pairs may straddle records. Nothing is truncated.
+
+import { FastCGIProtocolError } from '../errors.js';
+import type { ParamPairs, ParamValue } from './protocol.js';
+
+/** Spec 3.4: a 4-byte length has 31 bits. */
+export const MAX_PAIR_PART_BYTES = 0x7fffffff;
+/** Default limit on one request's encoded name-value stream (names, values and length prefixes). */
+export const DEFAULT_MAX_PARAMS_BYTES = 1024 * 1024;
+
+/** A decoded pair: the name as text, the value as the exact bytes sent. */
+export type RawParam = readonly [name: string, value: Buffer];
+
+function lengthBytes(length: number): number {
+  return length > 127 ? 4 : 1;
+}
+
+function writeLength(target: Buffer, offset: number, length: number): number {
+  if (length > 127) {
+    target.writeUInt32BE((length | 0x80000000) >>> 0, offset);
+    return offset + 4;
+  }
+  target[offset] = length;
+  return offset + 1;
+}
+
+function entriesOf(pairs: ParamPairs): Iterable<readonly [string, ParamValue]> {
+  return Symbol.iterator in pairs
+    ? (pairs as Iterable<readonly [string, ParamValue]>)
+    : Object.entries(pairs as Readonly<Record<string, ParamValue>>);
+}
+
+function byteLength(value: ParamValue): number {
+  return typeof value === 'string' ? Buffer.byteLength(value, 'utf8') : value.length;
+}
+
+/** Pairs measured once so that encoding can size its buffer exactly. */
+export interface MeasuredParams {
+  names: string[];
+  values: ParamValue[];
+  nameBytes: number[];
+  valueBytes: number[];
+  /** Bytes of the encoded name-value stream. */
+  totalBytes: number;
+}
+
+/** Measures pairs; throws FCGI_PARAMS_TOO_LARGE past `maxBytes` and RangeError for a part over 2^31-1 bytes. */
+export function measureParams(pairs: ParamPairs, maxBytes = DEFAULT_MAX_PARAMS_BYTES): MeasuredParams {
+  const measured: MeasuredParams = { names: [], values: [], nameBytes: [], valueBytes: [], totalBytes: 0 };
+  let total = 0;
+  for (const [name, value] of entriesOf(pairs)) {
+    const nb = Buffer.byteLength(name, 'utf8');
+    const vb = byteLength(value);
+    if (nb > MAX_PAIR_PART_BYTES || vb > MAX_PAIR_PART_BYTES) {
+      throw new RangeError(`param ${name.slice(0, 64)} is longer than ${MAX_PAIR_PART_BYTES} bytes`);
+    }
+    total += lengthBytes(nb) + lengthBytes(vb) + nb + vb;
+    if (total > maxBytes) {
+      throw new FastCGIProtocolError(
+        'FCGI_PARAMS_TOO_LARGE',
+        `params exceed the limit of ${maxBytes} bytes (at ${name.slice(0, 64)}, ${total} bytes so far)`,
+      );
+    }
+    measured.names.push(name);
+    measured.values.push(value);
+    measured.nameBytes.push(nb);
+    measured.valueBytes.push(vb);
+  }
+  measured.totalBytes = total;
+  return measured;
+}
+
+/** Writes measured pairs into `target` at `offset`; returns the offset after them. */
+export function writeParams(target: Buffer, offset: number, measured: MeasuredParams): number {
+  let at = offset;
+  const { names, values, nameBytes, valueBytes } = measured;
+  for (let i = 0; i < names.length; i++) {
+    at = writeLength(target, at, nameBytes[i]!);
+    at = writeLength(target, at, valueBytes[i]!);
+    at += target.write(names[i]!, at, 'utf8');
+    const value = values[i]!;
+    if (typeof value === 'string') at += target.write(value, at, 'utf8');
+    else at += value.copy(target, at);
+  }
+  return at;
+}
+
+/** Encodes pairs into one name-value byte stream (not yet framed into records). */
+export function encodeParams(pairs: ParamPairs, maxBytes = DEFAULT_MAX_PARAMS_BYTES): Buffer {
+  const measured = measureParams(pairs, maxBytes);
+  const out = Buffer.allocUnsafe(measured.totalBytes);
+  writeParams(out, 0, measured);
+  return out;
+}
+
+/**
+ * Decodes a complete name-value stream (all PARAMS content up to the empty record). Throws
+ * FCGI_BAD_PARAMS when a length runs past the end: a pair cut off is an error, never dropped.
+ */
+export function decodeParams(stream: Buffer): RawParam[] {
+  const pairs: RawParam[] = [];
+  const end = stream.length;
+  let at = 0;
+  while (at < end) {
+    const start = at;
+    let nameLength = stream[at]!;
+    if (nameLength > 127) {
+      if (at + 4 > end) throw truncated(start, end, 'name length');
+      nameLength = stream.readUInt32BE(at) & 0x7fffffff;
+      at += 4;
+    } else at += 1;
+    if (at >= end) throw truncated(start, end, 'value length');
+    let valueLength = stream[at]!;
+    if (valueLength > 127) {
+      if (at + 4 > end) throw truncated(start, end, 'value length');
+      valueLength = stream.readUInt32BE(at) & 0x7fffffff;
+      at += 4;
+    } else at += 1;
+    if (at + nameLength + valueLength > end) {
+      throw new FastCGIProtocolError(
+        'FCGI_BAD_PARAMS',
+        `name-value pair at byte ${start} declares ${nameLength}+${valueLength} bytes but the stream has ${end - at} left`,
+      );
+    }
+    const name = stream.toString('latin1', at, at + nameLength);
+    at += nameLength;
+    pairs.push([name, stream.subarray(at, at + valueLength)]);
+    at += valueLength;
+  }
+  return pairs;
+}
+
+function truncated(start: number, end: number, what: string): FastCGIProtocolError {
+  return new FastCGIProtocolError('FCGI_BAD_PARAMS', `name-value pair at byte ${start} is cut off in its ${what} (stream ends at ${end})`);
+}
+
+/**
+ * Collects a name-value stream that arrives in pieces (PARAMS records may split a pair anywhere) and
+ * enforces the size limit as bytes arrive, so a hostile peer cannot make it hold more than `maxBytes`.
+ */
+export class ParamsCollector {
+  readonly #maxBytes: number;
+  #chunks: Buffer[] = [];
+  #bytes = 0;
+
+  constructor(maxBytes = DEFAULT_MAX_PARAMS_BYTES) {
+    this.#maxBytes = maxBytes;
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  push(chunk: Buffer): void {
+    this.#bytes += chunk.length;
+    if (this.#bytes > this.#maxBytes) {
+      throw new FastCGIProtocolError('FCGI_PARAMS_TOO_LARGE', `params exceed the limit of ${this.#maxBytes} bytes (${this.#bytes} received)`);
+    }
+    // Record content slices may share memory with a socket chunk; copying is done once, in finish().
+    this.#chunks.push(chunk);
+  }
+
+  /** Decodes everything collected; call at the empty PARAMS record. */
+  finish(): RawParam[] {
+    const whole = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#bytes);
+    this.#chunks = [];
+    return decodeParams(whole);
+  }
+}
+
+/** Turns decoded pairs into a map of UTF-8 strings (later duplicates win, as in a CGI environment). */
+export function paramsToMap(pairs: readonly RawParam[]): Map<string, string> {
+  const map = new Map<string, string>();
+  for (const [name, value] of pairs) map.set(name, value.toString('utf8'));
+  return map;
+}
