@@ -25,6 +25,16 @@ export const ERRORS = {
   FCGI_QUEUE_TIMEOUT: { status: 503, summary: 'no connection to the FastCGI peer became free within the queue timeout' },
   FCGI_SERVER_CLOSED: { status: 503, summary: 'the FastCGI server is shutting down and takes no new requests' },
   FCGI_LISTEN_FAILED: { status: 500, summary: 'the FastCGI server could not listen on its address' },
+  // PHP binaries and worker pools.
+  PHP_BINARY_NOT_FOUND: { status: 500, summary: 'no working php-cgi or php-fpm binary was found where the config or PATH says' },
+  PHP_REQUEST_TIMEOUT: { status: 504, summary: 'the PHP script ran longer than request_timeout; its worker was killed and replaced' },
+  POOL_QUEUE_FULL: { status: 503, summary: 'every PHP worker of the pool is busy and its wait queue is full (queue_limit)' },
+  POOL_QUEUE_TIMEOUT: { status: 503, summary: 'no PHP worker of the pool became free within queue_timeout' },
+  POOL_CRASH_LOOP: { status: 503, summary: 'the pool\'s workers keep crashing at start; respawning is paused with backoff' },
+  POOL_STOPPED: { status: 503, summary: 'the pool is stopping or stopped and takes no new requests' },
+  WORKER_START_FAILED: { status: 502, summary: 'a php-cgi worker exited or failed to listen before it became ready' },
+  // Configuration.
+  CONFIG_INVALID: { status: 500, summary: 'a configuration value is invalid; the message names the file, the key and the problem' },
 } as const satisfies Record<string, { status: number; summary: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -66,6 +76,37 @@ export class FastCGIAbortError extends TQServerError {
 
 /** A limit or a lifecycle rule refused the request before it reached a peer. */
 export class FastCGIUnavailableError extends TQServerError {}
+
+/** php-cgi or php-fpm could not be found or does not run. */
+export class PhpBinaryError extends TQServerError {
+  constructor(message: string) {
+    super('PHP_BINARY_NOT_FOUND', message);
+  }
+}
+
+/** A config value cannot be used as given. */
+export class ConfigValueError extends TQServerError {
+  constructor(message: string) {
+    super('CONFIG_INVALID', message);
+  }
+}
+
+/** A worker pool refused or gave up on a request (queue full or timed out, stopped, crash loop). */
+export class PoolUnavailableError extends TQServerError {}
+
+/** The PHP script outran request_timeout. */
+export class PhpTimeoutError extends TQServerError {
+  constructor(message: string) {
+    super('PHP_REQUEST_TIMEOUT', message);
+  }
+}
+
+/** A worker process could not be started. */
+export class WorkerStartError extends TQServerError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('WORKER_START_FAILED', message, options);
+  }
+}
 
 /** The one map from an error to the HTTP status a front answers with. Unknown errors are 500. */
 export function httpStatusFor(error: unknown): number {

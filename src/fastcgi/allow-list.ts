@@ -10,20 +10,26 @@ export class ClientAllowList {
   constructor(entries: readonly string[]) {
     this.entries = entries;
     for (const entry of entries) {
-      const [ip, prefixText] = entry.trim().split('/');
-      const family = net.isIP(ip ?? '');
-      if (family === 0) throw new TypeError(`allowed client ${JSON.stringify(entry)} is not an IP address or CIDR range`);
+      const parts = entry.trim().split('/');
+      const ip = parts[0]!;
+      const family = net.isIP(ip);
+      if (family === 0 || parts.length > 2) {
+        throw new TypeError(`allowed client ${JSON.stringify(entry)} is not an IP address or CIDR range`);
+      }
       const type = family === 4 ? 'ipv4' : 'ipv6';
+      const prefixText = parts[1];
       if (prefixText === undefined) {
-        this.#list.addAddress(ip!, type);
+        this.#list.addAddress(ip, type);
         continue;
       }
-      const prefix = Number(prefixText);
+      // Decimal digits only: Number('') is 0, which would allow every address ("10.0.0.0/" meaning
+      // "/0"), and Number('-0') is -0, which makes BlockList.addSubnet abort the whole process.
+      const prefix = /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : -1;
       const max = family === 4 ? 32 : 128;
-      if (!Number.isInteger(prefix) || prefix < 0 || prefix > max) {
+      if (prefix < 0 || prefix > max) {
         throw new TypeError(`allowed client ${JSON.stringify(entry)} has a prefix length outside 0-${max}`);
       }
-      this.#list.addSubnet(ip!, prefix, type);
+      this.#list.addSubnet(ip, prefix, type);
     }
   }
 

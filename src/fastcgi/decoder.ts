@@ -80,7 +80,9 @@ export class RecordDecoder {
   #remaining = 0;
   #body: Buffer | null = null;
   #bodyFill = 0;
-  #failure: FastCGIProtocolError | null = null;
+  #failed = false;
+  /** What the first failed push threw: a FastCGIProtocolError, or whatever the sink threw. */
+  #failure: unknown = null;
   #bytesIn = 0;
 
   constructor(role: DecoderRole, sink: DecoderSink) {
@@ -101,9 +103,23 @@ export class RecordDecoder {
   /**
    * Decodes `chunk`, calling the sink for each piece. Throws FastCGIProtocolError on the first
    * violation, and again on every later push: a connection that broke the protocol stays broken.
+   * An error thrown by the sink propagates unchanged and ends the decoder the same way.
    */
   push(chunk: Buffer): void {
-    if (this.#failure) throw this.#failure;
+    if (this.#failed) throw this.#failure;
+    try {
+      this.#decode(chunk);
+    } catch (error) {
+      // A sink that throws leaves a record half-delivered (its content consumed or not, its phase not
+      // yet advanced); decoding on would misframe the stream or deliver the record twice.
+      this.#failed = true;
+      this.#failure = error;
+      throw error;
+    }
+    this.#bytesIn += chunk.length;
+  }
+
+  #decode(chunk: Buffer): void {
     const length = chunk.length;
     let at = 0;
     while (at < length) {
@@ -111,7 +127,7 @@ export class RecordDecoder {
         case Phase.Header: {
           // Fast path: a whole header inside this chunk needs no copy.
           if (this.#headerFill === 0 && length - at >= HEADER_BYTES) {
-            this.#beginRecord(chunk, at);
+            this.#beginRecord(chunk, at, this.#bytesIn + at);
             at += HEADER_BYTES;
           } else {
             const take = Math.min(HEADER_BYTES - this.#headerFill, length - at);
@@ -120,7 +136,8 @@ export class RecordDecoder {
             at += take;
             if (this.#headerFill === HEADER_BYTES) {
               this.#headerFill = 0;
-              this.#beginRecord(this.#header, 0);
+              // The header's first byte came HEADER_BYTES before `at`, possibly in an earlier chunk.
+              this.#beginRecord(this.#header, 0, this.#bytesIn + at - HEADER_BYTES);
             }
           }
           break;
@@ -152,10 +169,10 @@ export class RecordDecoder {
         }
       }
     }
-    this.#bytesIn += length;
   }
 
-  #beginRecord(source: Buffer, offset: number): void {
+  /** `streamOffset` is where the header starts in the whole byte stream, for error messages. */
+  #beginRecord(source: Buffer, offset: number, streamOffset: number): void {
     const header: RecordHeader = {
       version: source[offset]!,
       type: source[offset + 1]!,
@@ -163,7 +180,7 @@ export class RecordDecoder {
       contentLength: (source[offset + 4]! << 8) | source[offset + 5]!,
       paddingLength: source[offset + 6]!,
     };
-    this.#check(header);
+    this.#check(header, streamOffset);
     this.#current = header;
     this.#isStream = STREAM_TYPES.has(header.type);
     if (header.contentLength === 0) {
@@ -196,10 +213,9 @@ export class RecordDecoder {
     }
   }
 
-  #check(header: RecordHeader): void {
-    const at = this.#bytesIn;
+  #check(header: RecordHeader, at: number): void {
     if (header.version !== FCGI_VERSION) {
-      this.#fail('FCGI_BAD_VERSION', `record header has version ${header.version}, expected ${FCGI_VERSION} (near byte ${at})`);
+      this.#fail('FCGI_BAD_VERSION', `record header has version ${header.version}, expected ${FCGI_VERSION} (record at byte ${at})`);
     }
     const type = header.type;
     const known = type >= 1 && type <= MAX_KNOWN_TYPE;
@@ -224,8 +240,7 @@ export class RecordDecoder {
   }
 
   #fail(code: FastCGIProtocolError['code'], message: string): never {
-    this.#failure = new FastCGIProtocolError(code, message);
-    throw this.#failure;
+    throw new FastCGIProtocolError(code, message);
   }
 }
 

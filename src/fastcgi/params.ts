@@ -106,14 +106,14 @@ export function decodeParams(stream: Buffer): RawParam[] {
     const start = at;
     let nameLength = stream[at]!;
     if (nameLength > 127) {
-      if (at + 4 > end) throw truncated(start, end, 'name length');
+      if (at + 4 > end) throw truncated(start, end - at, 'name');
       nameLength = stream.readUInt32BE(at) & 0x7fffffff;
       at += 4;
     } else at += 1;
-    if (at >= end) throw truncated(start, end, 'value length');
+    if (at >= end) throw truncated(start, 0, 'value');
     let valueLength = stream[at]!;
     if (valueLength > 127) {
-      if (at + 4 > end) throw truncated(start, end, 'value length');
+      if (at + 4 > end) throw truncated(start, end - at, 'value');
       valueLength = stream.readUInt32BE(at) & 0x7fffffff;
       at += 4;
     } else at += 1;
@@ -123,7 +123,8 @@ export function decodeParams(stream: Buffer): RawParam[] {
         `name-value pair at byte ${start} declares ${nameLength}+${valueLength} bytes but the stream has ${end - at} left`,
       );
     }
-    const name = stream.toString('latin1', at, at + nameLength);
+    // Names are decoded as UTF-8, the encoding encodeParams writes them in, so pairs round-trip.
+    const name = stream.toString('utf8', at, at + nameLength);
     at += nameLength;
     pairs.push([name, stream.subarray(at, at + valueLength)]);
     at += valueLength;
@@ -131,8 +132,13 @@ export function decodeParams(stream: Buffer): RawParam[] {
   return pairs;
 }
 
-function truncated(start: number, end: number, what: string): FastCGIProtocolError {
-  return new FastCGIProtocolError('FCGI_BAD_PARAMS', `name-value pair at byte ${start} is cut off in its ${what} (stream ends at ${end})`);
+/** A length prefix cut off by the end of the stream: `left` bytes remain where it needs 1 or 4. */
+function truncated(start: number, left: number, part: 'name' | 'value'): FastCGIProtocolError {
+  const need = left === 0 ? '1 or 4 bytes' : '4 bytes';
+  return new FastCGIProtocolError(
+    'FCGI_BAD_PARAMS',
+    `name-value pair at byte ${start} is cut off in its ${part} length (needs ${need}, the stream has ${left} left)`,
+  );
 }
 
 /**
@@ -161,10 +167,12 @@ export class ParamsCollector {
     this.#chunks.push(chunk);
   }
 
-  /** Decodes everything collected; call at the empty PARAMS record. */
+  /** Decodes everything collected; call at the empty PARAMS record. The collector then starts over empty. */
   finish(): RawParam[] {
     const whole = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#bytes);
+    // Reset the count too: a stale count would make the next concat zero-fill phantom pairs.
     this.#chunks = [];
+    this.#bytes = 0;
     return decodeParams(whole);
   }
 }

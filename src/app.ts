@@ -1,0 +1,185 @@
+// The composition root: from a validated Config, start every app's backend and fronts and the HTTP
+// server; stop them all gracefully. Nothing else builds components from config.
+
+import type { AppConfig, Config } from './config/load.js';
+import type { Backend } from './backend.js';
+import { ConfigValueError } from './errors.js';
+import { formatAddress } from './fastcgi/address.js';
+import type { FastCGIServer } from './fastcgi/server.js';
+import { createFastCGIFront } from './fastcgi-front.js';
+import { HttpFront, type AdminHandler, type HttpApp } from './http/server.js';
+import type { Logger } from './log.js';
+import { detectPhp } from './php/binary.js';
+import { WorkerPool, type PoolStats } from './supervisor/worker-pool.js';
+import type { WorkerStats } from './supervisor/worker.js';
+import { createAdminHandler } from './observe/admin.js';
+import { VERSION } from './version.js';
+
+export interface AppRuntime {
+  config: AppConfig;
+  pool: WorkerPool;
+  backend: Backend;
+  fastcgi: FastCGIServer | null;
+}
+
+export interface ServerSnapshot {
+  version: string;
+  startTime: number;
+  pools: Array<{ app: AppConfig; stats: PoolStats; workers: WorkerStats[] }>;
+}
+
+/** php-cgi settings TQServer applies unless the app sets them itself. */
+const SAFE_DEFAULT_SETTINGS = {
+  // ARCHITECTURE: php-cgi's own path-info handling is still open to the CVE-2019-11043 class; the
+  // front computes SCRIPT_FILENAME and PATH_INFO itself.
+  'cgi.fix_pathinfo': '0',
+} as const;
+
+export class TQServer {
+  readonly config: Config;
+  readonly apps: ReadonlyMap<string, AppRuntime>;
+  readonly http: HttpFront;
+  readonly #log: Logger;
+  readonly #startTime = Date.now();
+  #stopping: Promise<void> | null = null;
+
+  private constructor(config: Config, apps: Map<string, AppRuntime>, http: HttpFront, log: Logger) {
+    this.config = config;
+    this.apps = apps;
+    this.http = http;
+    this.#log = log;
+  }
+
+  /** Starts everything; on failure stops what was started and throws. */
+  static async start(config: Config, log: Logger): Promise<TQServer> {
+    const apps = new Map<string, AppRuntime>();
+    let http: HttpFront | null = null;
+    const started = { apps, http: null as HttpFront | null };
+    try {
+      for (const app of config.apps) apps.set(app.name, await startApp(app, config, log));
+      let server: TQServer | null = null;
+      const admin: AdminHandler = createAdminHandler({
+        statusPath: config.server.statusPath,
+        snapshot: () => server!.snapshot(),
+      });
+      http = new HttpFront({
+        server: config.server,
+        apps: [...apps.values()].map(httpApp),
+        log,
+        serverSoftware: `TQServer/${VERSION}`,
+        admin,
+      });
+      started.http = http;
+      const address = await http.listen();
+      server = new TQServer(config, apps, http, log);
+      const where = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+      for (const runtime of apps.values()) {
+        log.info({ app: runtime.config.name }, `app ${runtime.config.name}: ${where}${runtime.config.path === '/' ? '/' : `${runtime.config.path}/`} -> ${runtime.config.documentRoot}`);
+      }
+      log.info({ address: where }, `TQServer ${VERSION} listening on ${where} (status: ${where}${config.server.statusPath})`);
+      return server;
+    } catch (error) {
+      await stopAll(started.http, apps, 0, log);
+      throw error;
+    }
+  }
+
+  snapshot(): ServerSnapshot {
+    return {
+      version: VERSION,
+      startTime: this.#startTime,
+      pools: [...this.apps.values()].map((runtime) => ({ app: runtime.config, stats: runtime.pool.stats(), workers: runtime.pool.workerStats(true) })),
+    };
+  }
+
+  /** Graceful stop: HTTP and FastCGI fronts finish in-flight requests, then the pools stop. Idempotent. */
+  stop(graceMs = this.config.server.shutdownTimeoutMs): Promise<void> {
+    this.#stopping ??= stopAll(this.http, this.apps, graceMs, this.#log);
+    return this.#stopping;
+  }
+}
+
+function httpApp(runtime: AppRuntime): HttpApp {
+  const app = runtime.config;
+  return {
+    name: app.name,
+    path: app.path,
+    backend: runtime.backend,
+    resolve: {
+      documentRoot: app.documentRoot,
+      indexFiles: app.indexFiles,
+      frontController: app.frontController,
+      extensions: app.php.extensions,
+    },
+  };
+}
+
+async function startApp(app: AppConfig, config: Config, log: Logger): Promise<AppRuntime> {
+  if (app.phpFpm.enabled) {
+    throw new ConfigValueError(`${app.file}: php_fpm.enabled: the php-fpm backend is not part of this version yet; remove the key to run the app on php-cgi workers`);
+  }
+  const binary = await detectPhp('php-cgi', app.php.binary);
+  const p = app.php.pool;
+  const pool = new WorkerPool(
+    {
+      name: app.name,
+      binary,
+      configFile: app.php.configFile,
+      settings: { ...SAFE_DEFAULT_SETTINGS, ...app.php.settings },
+      env: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', ...app.php.env },
+      cwd: app.documentRoot,
+      manager: p.manager,
+      maxWorkers: p.maxWorkers,
+      startWorkers: p.startWorkers,
+      minSpareWorkers: p.minSpareWorkers,
+      maxSpareWorkers: p.maxSpareWorkers,
+      maxSpawnRate: p.maxSpawnRate,
+      idleTimeoutMs: p.idleTimeoutMs,
+      maxRequests: p.maxRequests,
+      requestTimeoutMs: p.requestTimeoutMs,
+      maxWorkerMemoryBytes: p.maxWorkerMemoryBytes,
+      queueLimit: p.queueLimit,
+      queueTimeoutMs: p.queueTimeoutMs,
+      transport: p.transport,
+      portRange: p.portRange,
+    },
+    log.child({ app: app.name }),
+  );
+  log.info(
+    { app: app.name, php: binary.path, version: binary.version.text },
+    `app ${app.name}: php-cgi ${binary.version.text} (${binary.path}), pm ${p.manager}, max_workers ${p.maxWorkers}${config.mode === 'dev' ? ', dev mode' : ''}`,
+  );
+  await pool.start();
+  const backend: Backend = {
+    kind: 'php-cgi',
+    dispatch: (options, handler, info) => pool.dispatch(options, handler, info),
+    stop: (graceMs) => pool.stop(graceMs),
+  };
+  let fastcgi: FastCGIServer | null = null;
+  if (app.fastcgi.listen) {
+    fastcgi = createFastCGIFront({
+      app: app.name,
+      documentRoot: app.documentRoot,
+      extensions: app.php.extensions,
+      backend,
+      allowedClients: app.fastcgi.allowedClients,
+      log,
+    });
+    try {
+      await fastcgi.listen(app.fastcgi.listen);
+    } catch (error) {
+      await pool.stop(0);
+      throw error;
+    }
+    log.info({ app: app.name }, `app ${app.name}: FastCGI front on ${formatAddress(fastcgi.address!)} (for nginx fastcgi_pass)`);
+  }
+  return { config: app, pool, backend, fastcgi };
+}
+
+async function stopAll(http: HttpFront | null, apps: ReadonlyMap<string, AppRuntime>, graceMs: number, log: Logger): Promise<void> {
+  const started = Date.now();
+  await Promise.all([http?.close(graceMs), ...[...apps.values()].map((runtime) => runtime.fastcgi?.close(graceMs))]);
+  const left = Math.max(0, graceMs - (Date.now() - started));
+  await Promise.all([...apps.values()].map((runtime) => runtime.pool.stop(left)));
+  log.info({}, `stopped after ${Date.now() - started} ms`);
+}

@@ -1,0 +1,174 @@
+// The CGI/1.1 environment (RFC 3875) for one request, with php-fpm's conventions, built by one pure
+// function: request + route in, FastCGI params out. Request headers become HTTP_* only when they
+// cannot collide with anything: no underscores, no Proxy (httpoxy), no Content-*/Transfer-Encoding.
+
+export interface CgiRequest {
+  method: string;
+  /** The request target exactly as the client sent it (REQUEST_URI). */
+  target: string;
+  /** The raw query string, without "?". */
+  query: string;
+  /** "1.1" or "1.0". */
+  httpVersion: string;
+  /** Node's rawHeaders: name, value, name, value, ... (values as latin1 strings, byte for byte). */
+  rawHeaders: readonly string[];
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  localPort: number;
+  tls: boolean;
+  /** Length of the body PHP will read; null for a request without a body. */
+  contentLength: number | null;
+}
+
+export interface CgiRoute {
+  /** Absolute document root of the app, no trailing slash. */
+  documentRoot: string;
+  /** The app's URL prefix, "" for an app at the site root. */
+  prefix: string;
+  /** The script relative to the document root, starting with "/" ("/index.php"). */
+  script: string;
+  /** Decoded PATH_INFO ("" or starting with "/"). */
+  pathInfo: string;
+  /** SERVER_NAME when the Host header is absent or not a plain host name. */
+  serverName: string;
+  /** SERVER_SOFTWARE ("TQServer/0.1.0"). */
+  serverSoftware: string;
+  /** Extra variables set last, for TQServer's own (e.g. a request id); never overrides a CGI variable. */
+  extra?: Readonly<Record<string, string>>;
+}
+
+export type CgiParams = Array<[string, string | Buffer]>;
+
+/** Headers that never become HTTP_* variables, with why. */
+const DROPPED_HEADERS: ReadonlySet<string> = new Set([
+  // RFC 3875 4.1.18: these are the CONTENT_LENGTH and CONTENT_TYPE meta-variables.
+  'content-length',
+  'content-type',
+  // httpoxy (CVE-2016-5385): HTTP_PROXY would be read as a proxy setting by HTTP clients in PHP.
+  'proxy',
+  // The body PHP reads has a known length (chunked bodies are spooled first).
+  'transfer-encoding',
+]);
+
+/** Variables TQServer sets itself; `extra` may not override them. */
+const RESERVED = new Set([
+  'GATEWAY_INTERFACE',
+  'SERVER_SOFTWARE',
+  'SERVER_PROTOCOL',
+  'SERVER_NAME',
+  'SERVER_ADDR',
+  'SERVER_PORT',
+  'REQUEST_METHOD',
+  'REQUEST_URI',
+  'REQUEST_SCHEME',
+  'QUERY_STRING',
+  'DOCUMENT_ROOT',
+  'DOCUMENT_URI',
+  'SCRIPT_FILENAME',
+  'SCRIPT_NAME',
+  'PATH_INFO',
+  'PATH_TRANSLATED',
+  'REMOTE_ADDR',
+  'REMOTE_PORT',
+  'CONTENT_TYPE',
+  'CONTENT_LENGTH',
+  'REDIRECT_STATUS',
+  'HTTPS',
+]);
+
+const TOKEN_HEADER = /^[A-Za-z0-9-]+$/;
+const PLAIN_HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const BRACKETED_V6 = /^\[[0-9A-Fa-f:.]+\]$/;
+
+/** A latin1 string from Node's parser as the exact bytes the client sent. */
+function bytes(value: string): string | Buffer {
+  for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) > 0x7f) return Buffer.from(value, 'latin1');
+  return value;
+}
+
+/** The request URI as sent, reduced to origin-form (absolute-form "http://h/p?q" becomes "/p?q"). */
+export function requestUri(target: string): string {
+  const hash = target.indexOf('#');
+  const cut = hash >= 0 ? target.slice(0, hash) : target;
+  if (cut.startsWith('/')) return cut;
+  const match = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?]*(.*)$/.exec(cut);
+  if (!match) return cut;
+  const rest = match[1] ?? '';
+  return rest.startsWith('/') ? rest : `/${rest}`;
+}
+
+/** The host part of a Host header when it is a plain host name or IP, else null. */
+export function hostName(hostHeader: string | undefined): string | null {
+  if (!hostHeader) return null;
+  let host = hostHeader.trim();
+  if (host.startsWith('[')) {
+    const end = host.indexOf(']');
+    host = end > 0 ? host.slice(0, end + 1) : host;
+    return BRACKETED_V6.test(host) ? host : null;
+  }
+  const colon = host.indexOf(':');
+  if (colon >= 0) {
+    if (!/^\d{1,5}$/.test(host.slice(colon + 1))) return null;
+    host = host.slice(0, colon);
+  }
+  return host.length <= 253 && PLAIN_HOST.test(host) ? host.toLowerCase() : null;
+}
+
+/** Builds the params for one request, in a stable order: CGI variables, then HTTP_*, then extras. */
+export function buildCgiEnv(request: CgiRequest, route: CgiRoute): CgiParams {
+  const scriptName = route.prefix + route.script;
+  const headers = new Map<string, string>();
+  let host: string | undefined;
+  let contentType = '';
+  const raw = request.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!;
+    const value = raw[i + 1]!;
+    const lower = name.toLowerCase();
+    if (lower === 'content-type') {
+      contentType = value;
+      continue;
+    }
+    if (lower === 'host' && host === undefined) host = value;
+    // Underscores would let "X_Real_IP" pose as "X-Real-IP" once both become HTTP_X_REAL_IP.
+    if (DROPPED_HEADERS.has(lower) || !TOKEN_HEADER.test(name)) continue;
+    const key = `HTTP_${lower.toUpperCase().replace(/-/g, '_')}`;
+    const previous = headers.get(key);
+    headers.set(key, previous === undefined ? value : `${previous}${lower === 'cookie' ? '; ' : ', '}${value}`);
+  }
+
+  const params: CgiParams = [
+    ['GATEWAY_INTERFACE', 'CGI/1.1'],
+    ['SERVER_SOFTWARE', route.serverSoftware],
+    ['SERVER_PROTOCOL', `HTTP/${request.httpVersion}`],
+    ['SERVER_NAME', hostName(host) ?? route.serverName],
+    ['SERVER_ADDR', request.localAddress],
+    ['SERVER_PORT', String(request.localPort)],
+    ['REQUEST_SCHEME', request.tls ? 'https' : 'http'],
+    ['REQUEST_METHOD', request.method],
+    ['REQUEST_URI', bytes(requestUri(request.target))],
+    ['QUERY_STRING', bytes(request.query)],
+    ['DOCUMENT_ROOT', route.documentRoot],
+    ['DOCUMENT_URI', scriptName + route.pathInfo],
+    ['SCRIPT_FILENAME', route.documentRoot + route.script],
+    ['SCRIPT_NAME', scriptName],
+    ['PATH_INFO', route.pathInfo],
+    ['REMOTE_ADDR', request.remoteAddress],
+    ['REMOTE_PORT', String(request.remotePort)],
+    ['CONTENT_TYPE', bytes(contentType)],
+    ['CONTENT_LENGTH', request.contentLength === null ? '' : String(request.contentLength)],
+    // php-cgi refuses to run without it when cgi.force_redirect is on (the php.ini default).
+    ['REDIRECT_STATUS', '200'],
+  ];
+  // RFC 3875 4.1.6: PATH_TRANSLATED only when there is a PATH_INFO.
+  if (route.pathInfo !== '') params.push(['PATH_TRANSLATED', route.documentRoot + route.pathInfo]);
+  if (request.tls) params.push(['HTTPS', 'on']);
+  for (const [key, value] of headers) params.push([key, bytes(value)]);
+  if (route.extra) {
+    for (const [key, value] of Object.entries(route.extra)) {
+      if (!RESERVED.has(key) && !key.startsWith('HTTP_') && !headers.has(key)) params.push([key, value]);
+    }
+  }
+  return params;
+}

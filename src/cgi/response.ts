@@ -1,0 +1,114 @@
+// The head of a CGI response (RFC 3875 6): header lines up to the first empty line, Status and
+// Location interpreted, repeated headers kept apart. Parsed incrementally from the stdout stream;
+// everything after the head is body and is handed on untouched.
+
+export interface CgiHead {
+  status: number;
+  /** The reason phrase PHP gave ("Status: 404 Gone Fishing"), or null. */
+  reason: string | null;
+  /** Header lines in order, Status removed; names as PHP wrote them. */
+  headers: Array<[name: string, value: string]>;
+}
+
+export class CgiHeadError extends Error {
+  override name = 'CgiHeadError';
+}
+
+export const DEFAULT_MAX_HEAD_BYTES = 1024 * 1024;
+
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * Feed stdout chunks to push(); the first call that completes the head returns it together with the
+ * body bytes that followed it in the same chunk. Later chunks are body. Throws CgiHeadError for a
+ * malformed head or one larger than `maxHeadBytes` (no small fixed buffer: nginx's "upstream sent
+ * too big header" cannot happen below this limit).
+ */
+export class CgiResponseParser {
+  readonly #maxHeadBytes: number;
+  #pending: Buffer | null = null;
+  #head: CgiHead | null = null;
+
+  constructor(maxHeadBytes = DEFAULT_MAX_HEAD_BYTES) {
+    this.#maxHeadBytes = maxHeadBytes;
+  }
+
+  get head(): CgiHead | null {
+    return this.#head;
+  }
+
+  /** Bytes of an unfinished head held so far. */
+  get pendingBytes(): number {
+    return this.#pending?.length ?? 0;
+  }
+
+  push(chunk: Buffer): { head: CgiHead; body: Buffer } | null {
+    if (this.#head) throw new Error('the head is already parsed; the rest is body');
+    const searchFrom = this.#pending ? Math.max(0, this.#pending.length - 3) : 0;
+    const data = this.#pending ? Buffer.concat([this.#pending, chunk]) : chunk;
+    const end = findHeadEnd(data, searchFrom);
+    if (end === null) {
+      if (data.length > this.#maxHeadBytes) {
+        throw new CgiHeadError(`PHP sent more than ${this.#maxHeadBytes} bytes without ending its response head`);
+      }
+      this.#pending = data;
+      return null;
+    }
+    this.#pending = null;
+    if (end.headEnd > this.#maxHeadBytes) throw new CgiHeadError(`PHP's response head is ${end.headEnd} bytes, over the limit of ${this.#maxHeadBytes}`);
+    this.#head = parseHead(data.toString('latin1', 0, end.headEnd));
+    return { head: this.#head, body: data.subarray(end.bodyStart) };
+  }
+
+  /** Called when stdout ended: a response without a complete head is an error. */
+  finish(): void {
+    if (this.#head) return;
+    const held = this.#pending?.length ?? 0;
+    throw new CgiHeadError(held === 0 ? 'PHP sent no output at all' : `PHP's output ended inside its response head (${held} bytes, no empty line)`);
+  }
+}
+
+/** Where the head ends (the first empty line, CRLF or LF style) and where the body starts. */
+function findHeadEnd(data: Buffer, from: number): { headEnd: number; bodyStart: number } | null {
+  // An empty head: the output starts with a blank line.
+  if (data[0] === 0x0a) return { headEnd: 0, bodyStart: 1 };
+  if (data[0] === 0x0d && data[1] === 0x0a) return { headEnd: 0, bodyStart: 2 };
+  for (let i = from; i < data.length; i++) {
+    if (data[i] !== 0x0a) continue;
+    // "\n\n" or "\n\r\n" ends the head.
+    if (data[i + 1] === 0x0a) return { headEnd: i, bodyStart: i + 2 };
+    if (data[i + 1] === 0x0d && data[i + 2] === 0x0a) return { headEnd: i, bodyStart: i + 3 };
+  }
+  return null;
+}
+
+/** Parses header lines; status from Status, else 302 for a Location, else 200. */
+export function parseHead(text: string): CgiHead {
+  const headers: Array<[string, string]> = [];
+  let status: number | null = null;
+  let reason: string | null = null;
+  let location = false;
+  for (const rawLine of text.split('\n')) {
+    const line = rawLine.endsWith('\r') ? rawLine.slice(0, -1) : rawLine;
+    if (line === '') continue;
+    if (line.startsWith(' ') || line.startsWith('\t')) throw new CgiHeadError(`PHP sent a folded header line (${JSON.stringify(line.slice(0, 80))})`);
+    const colon = line.indexOf(':');
+    const name = colon > 0 ? line.slice(0, colon).trim() : '';
+    if (!HEADER_NAME.test(name)) throw new CgiHeadError(`PHP sent a malformed header line ${JSON.stringify(line.slice(0, 80))}`);
+    const value = line.slice(colon + 1).trim();
+    if (/[\0\r]/.test(value)) throw new CgiHeadError(`PHP sent a header ${name} with a control character in its value`);
+    const lower = name.toLowerCase();
+    if (lower === 'status') {
+      const match = /^(\d{3})(?:\s+(.*))?$/.exec(value);
+      if (!match) throw new CgiHeadError(`PHP sent an invalid Status header ${JSON.stringify(value.slice(0, 80))}`);
+      status = Number(match[1]);
+      if (status < 100 || status > 599) throw new CgiHeadError(`PHP sent Status ${status}, outside 100-599`);
+      reason = match[2]?.trim() || null;
+      continue;
+    }
+    if (lower === 'location') location = true;
+    headers.push([name, value]);
+  }
+  // RFC 3875 6.2.3/6.2.4: a Location without a Status is a redirect.
+  return { status: status ?? (location ? 302 : 200), reason, headers };
+}

@@ -1,0 +1,309 @@
+// Loads server.yaml and every workers/NAME/config/worker.yaml, validates them once, resolves paths,
+// and returns one frozen Config, or every error found, each naming the file, the key and the problem.
+
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { isAbsolute, join, relative, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { parseAddress, type Address } from '../fastcgi/address.js';
+import { describeIssue } from './issues.js';
+import { serverFileSchema, workerFileSchema, type ServerFile, type WorkerFile } from './schema.js';
+import type { PmMode } from '../supervisor/pm.js';
+
+export type Mode = 'dev' | 'prod';
+
+export interface ServerConfig {
+  host: string;
+  port: number;
+  readTimeoutMs: number;
+  writeTimeoutMs: number;
+  idleTimeoutMs: number;
+  /** Absolute path with an optional {date} placeholder, or null for no log file. */
+  logFile: string | null;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  statusPath: string;
+  maxBodyBytes: number;
+  maxHeaderBytes: number;
+  shutdownTimeoutMs: number;
+}
+
+export interface PoolSettings {
+  manager: PmMode;
+  maxWorkers: number;
+  startWorkers: number;
+  minSpareWorkers: number;
+  maxSpareWorkers: number;
+  maxSpawnRate: number;
+  maxRequests: number;
+  idleTimeoutMs: number;
+  requestTimeoutMs: number;
+  queueLimit: number;
+  queueTimeoutMs: number;
+  maxWorkerMemoryBytes: number;
+  transport: 'unix' | 'tcp';
+  portRange: readonly [number, number];
+}
+
+export interface AppConfig {
+  /** The folder name under workers/. */
+  name: string;
+  /** Absolute folder of the app. */
+  dir: string;
+  /** The worker.yaml it came from (absolute). */
+  file: string;
+  /** URL prefix ("/blog", or "/" for the site root), without a trailing slash except for "/". */
+  path: string;
+  documentRoot: string;
+  indexFiles: readonly string[];
+  /** Script (relative to the document root) that pretty URLs fall back to, or null. */
+  frontController: string | null;
+  php: {
+    binary: string | null;
+    configFile: string | null;
+    settings: Readonly<Record<string, string | number | boolean>>;
+    env: Readonly<Record<string, string>>;
+    extensions: readonly string[];
+    pool: PoolSettings;
+  };
+  fastcgi: { listen: Address | null; allowedClients: readonly string[] | 'any' };
+  phpFpm: {
+    enabled: boolean;
+    binary: string | null;
+    listen: readonly Address[];
+    external: boolean;
+    transport: 'unix' | 'tcp';
+    poolSize: number | null;
+    connectTimeoutMs: number;
+    requestTimeoutMs: number;
+  };
+}
+
+export interface Config {
+  root: string;
+  /** The server.yaml used, or null when built-in defaults apply. */
+  configFile: string | null;
+  mode: Mode;
+  server: ServerConfig;
+  workersDir: string;
+  debounceMs: number;
+  apps: readonly AppConfig[];
+}
+
+/** One problem in one file, at one key. */
+export interface ConfigProblem {
+  file: string;
+  key: string;
+  message: string;
+}
+
+export class ConfigError extends Error {
+  readonly problems: readonly ConfigProblem[];
+  constructor(problems: readonly ConfigProblem[]) {
+    super(problems.map(formatProblem).join('\n'));
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+export function formatProblem(problem: ConfigProblem): string {
+  return problem.key ? `${problem.file}: ${problem.key}: ${problem.message}` : `${problem.file}: ${problem.message}`;
+}
+
+export interface LoadOptions {
+  root: string;
+  configFile?: string | null;
+  mode?: Mode;
+}
+
+/** Loads and validates everything; throws ConfigError listing every problem found. */
+export function loadConfig(options: LoadOptions): Config {
+  const root = resolve(options.root);
+  const problems: ConfigProblem[] = [];
+  const display = (file: string) => {
+    const rel = relative(root, file);
+    return rel.startsWith('..') ? file : rel;
+  };
+
+  const explicit = options.configFile != null;
+  const configFile = options.configFile ? resolve(root, options.configFile) : join(root, 'config', 'server.yaml');
+  let serverRaw: unknown = {};
+  let usedFile: string | null = null;
+  if (existsSync(configFile)) {
+    usedFile = configFile;
+    serverRaw = readYaml(configFile, display(configFile), problems) ?? {};
+  } else if (explicit) {
+    problems.push({ file: display(configFile), key: '', message: 'file not found (given with --config)' });
+  }
+  const serverFile = validate(serverFileSchema, serverRaw, display(configFile), problems);
+
+  const server = serverFile ? serverConfig(serverFile, root) : null;
+  // Workers are checked even when server.yaml has errors, so --check reports everything at once.
+  const rawDir = (serverRaw as { workers?: { directory?: unknown } } | null)?.workers?.directory;
+  const workersDir = resolve(root, serverFile?.workers.directory ?? (typeof rawDir === 'string' ? rawDir : 'workers'));
+  const apps: AppConfig[] = [];
+  {
+    if (!existsSync(workersDir) || !statSync(workersDir).isDirectory()) {
+      problems.push({ file: display(configFile), key: 'workers.directory', message: `${display(workersDir)} is not a folder` });
+    } else {
+      for (const name of readdirSync(workersDir).sort()) {
+        const dir = join(workersDir, name);
+        const file = join(dir, 'config', 'worker.yaml');
+        if (!statSync(dir).isDirectory() || !existsSync(file)) continue;
+        const raw = readYaml(file, display(file), problems);
+        if (raw === undefined) continue;
+        const parsed = validate(workerFileSchema, raw ?? {}, display(file), problems);
+        if (!parsed || !parsed.enabled) continue;
+        const app = appConfig(name, dir, file, parsed, display(file), problems);
+        if (app) apps.push(app);
+      }
+    }
+  }
+  checkAcrossApps(apps, server, display, problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return deepFreeze({
+    root,
+    configFile: usedFile,
+    mode: options.mode ?? 'prod',
+    server: server!,
+    workersDir,
+    debounceMs: serverFile!.file_watcher.debounce_ms,
+    apps,
+  });
+}
+
+function readYaml(file: string, shown: string, problems: ConfigProblem[]): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    problems.push({ file: shown, key: '', message: `cannot read: ${(error as Error).message}` });
+    return undefined;
+  }
+  const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  if (document.errors.length > 0) {
+    for (const error of document.errors) {
+      const where = error.linePos?.[0] ? `line ${error.linePos[0].line} column ${error.linePos[0].col}: ` : '';
+      problems.push({ file: shown, key: '', message: `YAML: ${where}${error.message.split('\n')[0]}` });
+    }
+    return undefined;
+  }
+  return document.toJS() ?? {};
+}
+
+function validate<S extends z.ZodTypeAny>(schema: S, raw: unknown, shown: string, problems: ConfigProblem[]): z.output<S> | null {
+  const result = schema.safeParse(raw);
+  if (result.success) return result.data as z.output<S>;
+  for (const issue of result.error.issues) problems.push(...describeIssue(schema, issue, raw).map((p) => ({ file: shown, ...p })));
+  return null;
+}
+
+function serverConfig(file: ServerFile, root: string): ServerConfig {
+  const s = file.server;
+  return {
+    host: s.host,
+    port: s.port,
+    readTimeoutMs: Math.round(s.read_timeout_seconds * 1000),
+    writeTimeoutMs: Math.round(s.write_timeout_seconds * 1000),
+    idleTimeoutMs: Math.round(s.idle_timeout_seconds * 1000),
+    logFile: s.log_file === null || s.log_file === '' ? null : resolve(root, s.log_file),
+    logLevel: s.log_level,
+    statusPath: s.status_path,
+    maxBodyBytes: s.max_body_size,
+    maxHeaderBytes: s.max_header_size,
+    shutdownTimeoutMs: Math.round(s.shutdown_timeout_seconds * 1000),
+  };
+}
+
+function appConfig(name: string, dir: string, file: string, w: WorkerFile, shown: string, problems: ConfigProblem[]): AppConfig | null {
+  const before = problems.length;
+  const fail = (key: string, message: string) => problems.push({ file: shown, key, message });
+  const documentRoot = resolve(dir, w.document_root);
+  if (!existsSync(documentRoot) || !statSync(documentRoot).isDirectory()) fail('document_root', `${documentRoot} is not a folder`);
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(w.php.env)) env[key] = typeof value === 'boolean' ? (value ? '1' : '0') : String(value);
+  const fastcgiListen = w.fastcgi.listen === null ? null : absoluteAddress(parseAddress(w.fastcgi.listen), dir);
+  const fpmEntries = w.php_fpm.listen === null ? [] : Array.isArray(w.php_fpm.listen) ? w.php_fpm.listen : [w.php_fpm.listen];
+  const fpmListen = fpmEntries.map((entry) => absoluteAddress(parseAddress(entry), dir));
+  if (w.php_fpm.external && fpmListen.length === 0) fail('php_fpm.listen', 'is required when php_fpm.external is true (where does php-fpm listen?)');
+  const pool = w.php.pool;
+  if (problems.length > before) return null;
+  return {
+    name,
+    dir,
+    file,
+    path: w.path.length > 1 ? w.path.replace(/\/+$/, '') : w.path,
+    documentRoot,
+    indexFiles: w.index_files,
+    frontController: w.front_controller,
+    php: {
+      binary: w.php.binary === null ? null : w.php.binary.includes('/') ? resolve(dir, w.php.binary) : w.php.binary,
+      configFile: w.php.config_file === null ? null : resolve(dir, w.php.config_file),
+      settings: w.php.settings,
+      env,
+      extensions: w.php.extensions,
+      pool: {
+        manager: pool.manager,
+        maxWorkers: pool.max_workers,
+        startWorkers: pool.start_workers,
+        minSpareWorkers: pool.min_workers,
+        maxSpareWorkers: pool.max_spare_workers,
+        maxSpawnRate: pool.max_spawn_rate,
+        maxRequests: pool.max_requests,
+        idleTimeoutMs: pool.idle_timeout,
+        requestTimeoutMs: pool.request_timeout,
+        queueLimit: pool.queue_limit,
+        queueTimeoutMs: pool.queue_timeout,
+        maxWorkerMemoryBytes: pool.max_worker_memory ?? 0,
+        transport: pool.transport,
+        portRange: pool.port_range,
+      },
+    },
+    fastcgi: { listen: fastcgiListen, allowedClients: w.fastcgi.allowed_clients },
+    phpFpm: {
+      enabled: w.php_fpm.enabled,
+      binary: w.php_fpm.binary,
+      listen: fpmListen,
+      external: w.php_fpm.external,
+      transport: w.php_fpm.transport,
+      poolSize: w.php_fpm.pool_size,
+      connectTimeoutMs: w.php_fpm.connect_timeout_ms,
+      requestTimeoutMs: w.php_fpm.request_timeout_ms,
+    },
+  };
+}
+
+function absoluteAddress(address: Address, dir: string): Address {
+  if ('path' in address && !isAbsolute(address.path)) return { path: resolve(dir, address.path) };
+  return address;
+}
+
+function checkAcrossApps(apps: AppConfig[], server: ServerConfig | null, display: (file: string) => string, problems: ConfigProblem[]): void {
+  const byPath = new Map<string, AppConfig>();
+  const byListen = new Map<string, AppConfig>();
+  for (const app of apps) {
+    const other = byPath.get(app.path);
+    if (other) problems.push({ file: display(app.file), key: 'path', message: `${app.path} is also the path of ${display(other.file)}` });
+    else byPath.set(app.path, app);
+    // The status endpoints are answered before any app, so an app at or under status_path would be unreachable.
+    if (server && (app.path === server.statusPath || app.path.startsWith(`${server.statusPath}/`))) {
+      problems.push({ file: display(app.file), key: 'path', message: `${app.path} is shadowed by server.status_path ${server.statusPath}` });
+    }
+    if (app.fastcgi.listen) {
+      const key = 'path' in app.fastcgi.listen ? app.fastcgi.listen.path : `${app.fastcgi.listen.host}:${app.fastcgi.listen.port}`;
+      const taken = byListen.get(key);
+      if (taken) problems.push({ file: display(app.file), key: 'fastcgi.listen', message: `${key} is also used by ${display(taken.file)}` });
+      else byListen.set(key, app);
+      if (server && 'port' in app.fastcgi.listen && app.fastcgi.listen.port === server.port && server.port !== 0) {
+        problems.push({ file: display(app.file), key: 'fastcgi.listen', message: `port ${server.port} is the HTTP server's port (server.port)` });
+      }
+    }
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value as Record<string, unknown>)) deepFreeze(child);
+  }
+  return value;
+}

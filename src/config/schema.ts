@@ -1,0 +1,189 @@
+// The YAML files as operators write them (server.yaml, worker.yaml): keys, types, defaults and the
+// rules between keys, validated once with zod. Key names follow php-fpm's vocabulary where one exists.
+
+import { z } from 'zod';
+import { ClientAllowList } from '../fastcgi/allow-list.js';
+import { parseAddress } from '../fastcgi/address.js';
+import { formatIniSetting } from '../php/binary.js';
+import { parseDuration, parseSize } from './units.js';
+
+/** A duration: integer seconds or a string with a unit (500ms, 10s, 2m); output in milliseconds. */
+export const duration = (what = 'a duration') =>
+  z.union([z.number(), z.string()]).transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === null) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `must be ${what} (seconds, or a number with ms, s, m or h), got ${JSON.stringify(value)}` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+/** A size: bytes, or a string with K, M or G (powers of 1024); output in bytes. */
+export const size = () =>
+  z.union([z.number(), z.string()]).transform((value, ctx) => {
+    const bytes = parseSize(value);
+    if (bytes === null) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `must be a size (bytes, or a number with K, M or G), got ${JSON.stringify(value)}` });
+      return z.NEVER;
+    }
+    return bytes;
+  });
+
+const scalar = z.union([z.string(), z.number(), z.boolean()]);
+
+/** Runs a checker that throws with a message; the message becomes the issue. */
+function checkedBy<T>(check: (value: T) => void) {
+  return (value: T, ctx: z.RefinementCtx) => {
+    try {
+      check(value);
+    } catch (error) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: (error as Error).message });
+    }
+  };
+}
+
+const address = z.string().min(1).superRefine(checkedBy((value: string) => parseAddress(value)));
+
+const allowedClients = z
+  .union([z.array(z.string().min(1)), z.literal('any')])
+  .superRefine(checkedBy((value: readonly string[] | 'any') => value !== 'any' && new ClientAllowList(value)));
+
+const iniSettings = z.record(scalar).superRefine((settings, ctx) => {
+  for (const [name, value] of Object.entries(settings)) {
+    try {
+      formatIniSetting(name, value);
+    } catch (error) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: [name], message: (error as Error).message.replace(/^ini setting [^:]+: /, '') });
+    }
+  }
+});
+
+const envVars = z.record(scalar).superRefine((env, ctx) => {
+  for (const name of Object.keys(env)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [name], message: 'is not a valid environment variable name' });
+  }
+});
+
+const urlPath = z
+  .string()
+  .refine((p) => p.startsWith('/'), { message: 'must start with /' })
+  .refine((p) => !/[?#\s%\\]/.test(p) && !p.split('/').some((s) => s === '.' || s === '..'), {
+    message: 'must be a plain URL path (no ?, #, %, \\, spaces, . or .. segments)',
+  });
+
+export const serverFileSchema = z
+  .object({
+    server: z
+      .object({
+        host: z.string().min(1).default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8080),
+        read_timeout_seconds: z.number().positive().default(30),
+        write_timeout_seconds: z.number().positive().default(30),
+        idle_timeout_seconds: z.number().positive().default(120),
+        log_file: z.string().nullable().default('logs/tqserver_{date}.log'),
+        log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+        status_path: urlPath.default('/status'),
+        max_body_size: size().default('100M'),
+        max_header_size: size().default('16K'),
+        shutdown_timeout_seconds: z.number().min(0).default(30),
+      })
+      .strict()
+      .default({}),
+    workers: z
+      .object({
+        directory: z.string().min(1).default('workers'),
+      })
+      .strict()
+      .default({}),
+    file_watcher: z
+      .object({
+        debounce_ms: z.number().int().min(0).default(50),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+export const poolSchema = z
+  .object({
+    manager: z.enum(['static', 'dynamic', 'ondemand']).default('dynamic'),
+    max_workers: z.number().int().min(1).default(10),
+    start_workers: z.number().int().min(0).default(3),
+    min_workers: z.number().int().min(0).default(2),
+    max_spare_workers: z.number().int().min(0).default(5),
+    max_spawn_rate: z.number().int().min(1).default(32),
+    max_requests: z.number().int().min(0).default(1000),
+    idle_timeout: duration().default('10s'),
+    request_timeout: duration().default('30s'),
+    queue_limit: z.number().int().min(0).default(512),
+    queue_timeout: duration().default('30s'),
+    max_worker_memory: size().nullable().default(null),
+    transport: z.enum(['unix', 'tcp']).default('unix'),
+    port_range: z.tuple([z.number().int().min(1).max(65535), z.number().int().min(1).max(65535)]).default([9100, 9199]),
+  })
+  .strict()
+  .superRefine((pool, ctx) => {
+    const fail = (key: string, message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, path: [key], message });
+    if (pool.manager === 'dynamic') {
+      if (pool.max_workers < pool.min_workers) fail('max_workers', `must be >= min_workers (${pool.min_workers}), got ${pool.max_workers}`);
+      if (pool.max_spare_workers < pool.min_workers) fail('max_spare_workers', `must be >= min_workers (${pool.min_workers}), got ${pool.max_spare_workers}`);
+      if (pool.start_workers < pool.min_workers || pool.start_workers > pool.max_spare_workers) {
+        fail('start_workers', `must be between min_workers (${pool.min_workers}) and max_spare_workers (${pool.max_spare_workers}), got ${pool.start_workers}`);
+      }
+      if (pool.start_workers > pool.max_workers) fail('start_workers', `must be <= max_workers (${pool.max_workers}), got ${pool.start_workers}`);
+    }
+    if (pool.transport === 'tcp') {
+      const [low, high] = pool.port_range;
+      if (high < low) fail('port_range', `must be [low, high] with low <= high, got [${low}, ${high}]`);
+      else if (high - low + 1 < pool.max_workers) fail('port_range', `has ${high - low + 1} ports but max_workers is ${pool.max_workers}`);
+    }
+  });
+
+export const workerFileSchema = z
+  .object({
+    path: urlPath,
+    type: z.string().default('php').refine((t) => t === 'php', (t) => ({ message: `only php workers are supported (other types may come later), got ${JSON.stringify(t)}` })),
+    enabled: z.boolean().default(true),
+    document_root: z.string().min(1).default('public'),
+    index_files: z.array(z.string().min(1)).default(['index.php', 'index.html']),
+    front_controller: z.string().min(1).nullable().default('index.php'),
+    php: z
+      .object({
+        binary: z.string().min(1).nullable().default(null),
+        config_file: z.string().min(1).nullable().default(null),
+        settings: iniSettings.default({}),
+        env: envVars.default({}),
+        extensions: z
+          .array(z.string().regex(/^\.[A-Za-z0-9]+$/, 'must look like .php'))
+          .min(1)
+          .default(['.php']),
+        pool: poolSchema.default({}),
+      })
+      .strict()
+      .default({}),
+    fastcgi: z
+      .object({
+        listen: address.nullable().default(null),
+        allowed_clients: allowedClients.default(['127.0.0.1', '::1']),
+      })
+      .strict()
+      .default({}),
+    php_fpm: z
+      .object({
+        enabled: z.boolean().default(false),
+        binary: z.string().min(1).nullable().default(null),
+        listen: z.union([address, z.array(address).min(1)]).nullable().default(null),
+        external: z.boolean().default(false),
+        transport: z.enum(['unix', 'tcp']).default('unix'),
+        pool_size: z.number().int().min(1).nullable().default(null),
+        connect_timeout_ms: z.number().int().min(1).default(1000),
+        request_timeout_ms: z.number().int().min(1).default(30_000),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+export type ServerFile = z.output<typeof serverFileSchema>;
+export type WorkerFile = z.output<typeof workerFileSchema>;
+export type PoolFile = z.output<typeof poolSchema>;

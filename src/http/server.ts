@@ -1,0 +1,205 @@
+// The HTTP front: node:http with the configured timeouts and limits, requests normalised and routed
+// to an app by URL prefix, then to a static file, a redirect, or PHP; graceful close.
+
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { ServerConfig } from '../config/load.js';
+import type { Logger } from '../log.js';
+import { Router } from '../router.js';
+import type { Backend } from '../backend.js';
+import { describeFailure, sendError } from './error-page.js';
+import { normalizeTarget } from './path.js';
+import { proxyToPhp } from './proxy.js';
+import { resolvePath, type ResolveOptions } from './resolve.js';
+import { serveStatic } from './static.js';
+
+export interface HttpApp {
+  name: string;
+  /** URL prefix as configured ("/blog", or "/"). */
+  path: string;
+  resolve: ResolveOptions;
+  backend: Backend;
+}
+
+/** Answers requests TQServer handles itself (status, metrics, health); returns false to pass. */
+export type AdminHandler = (request: IncomingMessage, response: ServerResponse, path: string, query: string) => boolean;
+
+export interface HttpFrontOptions {
+  server: ServerConfig;
+  apps: readonly HttpApp[];
+  log: Logger;
+  serverSoftware: string;
+  admin?: AdminHandler;
+}
+
+export class HttpFront {
+  readonly #server: http.Server;
+  readonly #options: HttpFrontOptions;
+  readonly #log: Logger;
+  #router: Router<HttpApp>;
+  #inFlight = 0;
+  #idleWaiters: Array<() => void> = [];
+  #closing = false;
+
+  constructor(options: HttpFrontOptions) {
+    this.#options = options;
+    this.#log = options.log;
+    this.#router = new Router(options.apps.map((app) => [app.path, app] as const));
+    const s = options.server;
+    this.#server = http.createServer(
+      {
+        maxHeaderSize: s.maxHeaderBytes,
+        requestTimeout: s.readTimeoutMs,
+        headersTimeout: Math.min(s.readTimeoutMs, 60_000),
+        keepAliveTimeout: s.idleTimeoutMs,
+        // Reject a request with both Content-Length and Transfer-Encoding, and other ambiguities.
+        insecureHTTPParser: false,
+      },
+      (request, response) => this.#handle(request, response),
+    );
+    this.#server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(error, socket));
+  }
+
+  /** Replaces the apps (hot reload); requests in progress keep the app they started with. */
+  setApps(apps: readonly HttpApp[]): void {
+    this.#router = new Router(apps.map((app) => [app.path, app] as const));
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  async listen(): Promise<AddressInfo> {
+    const { host, port } = this.#options.server;
+    await new Promise<void>((resolve, reject) => {
+      const onError = (error: Error) => reject(error);
+      this.#server.once('error', onError);
+      this.#server.listen({ host, port }, () => {
+        this.#server.off('error', onError);
+        resolve();
+      });
+    });
+    this.#server.on('error', (error) => this.#log.error({ err: error.message }, `HTTP server error: ${error.message}`));
+    return this.#server.address() as AddressInfo;
+  }
+
+  get address(): AddressInfo | null {
+    return (this.#server.address() as AddressInfo | null) ?? null;
+  }
+
+  /**
+   * Graceful: stop accepting, close idle keep-alive connections, let requests in progress finish
+   * within graceMs, then close every connection.
+   */
+  async close(graceMs: number): Promise<void> {
+    this.#closing = true;
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.#server.closeIdleConnections();
+    if (this.#inFlight > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const idle = new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+      const expired = new Promise<'expired'>((resolve) => {
+        timer = setTimeout(() => resolve('expired'), graceMs);
+      });
+      if ((await Promise.race([idle, expired])) === 'expired') {
+        this.#log.warn({ inFlight: this.#inFlight }, `${this.#inFlight} requests still running after ${graceMs} ms; closing their connections`);
+      }
+      clearTimeout(timer);
+    }
+    this.#server.closeAllConnections();
+    await closed;
+  }
+
+  #handle(request: IncomingMessage, response: ServerResponse): void {
+    this.#inFlight += 1;
+    let done = false;
+    const finished = () => {
+      if (done) return;
+      done = true;
+      this.#inFlight -= 1;
+      if (this.#inFlight === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
+    };
+    response.once('close', finished);
+    if (this.#closing) response.setHeader('Connection', 'close');
+    this.#route(request, response).catch((error: unknown) => {
+      const failure = describeFailure(error);
+      this.#log.error({ err: error instanceof Error ? error.stack : String(error) }, `${request.method} ${request.url}: unexpected error: ${error instanceof Error ? error.message : String(error)}`);
+      sendError(request, response, failure.status, failure.message);
+    });
+  }
+
+  async #route(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const target = normalizeTarget(request.url ?? '/');
+    if (!target.ok) {
+      this.#log.info({ url: request.url?.slice(0, 200) }, `400 ${request.method}: ${target.reason}`);
+      sendError(request, response, 400, 'The request path is not valid.');
+      return;
+    }
+    if (this.#options.admin?.(request, response, target.path, target.query)) return;
+    const match = this.#router.match(target.path);
+    if (!match) {
+      sendError(request, response, 404, 'No application is mounted at this path.');
+      return;
+    }
+    const app = match.target;
+    const resolution = resolvePath(match.rest, app.resolve);
+    switch (resolution.kind) {
+      case 'static':
+        serveStatic(request, response, resolution.file, resolution.stats);
+        return;
+      case 'redirect': {
+        const prefix = app.path === '/' ? '' : app.path;
+        const location = `${encodePath(prefix + resolution.path)}${target.query ? `?${target.query}` : ''}`;
+        const method = request.method ?? 'GET';
+        response.writeHead(method === 'GET' || method === 'HEAD' ? 301 : 308, { Location: location, 'Content-Length': '0' });
+        response.end();
+        return;
+      }
+      case 'not-found':
+        this.#log.debug({ app: app.name, reason: resolution.reason }, `404 ${request.method} ${request.url}: ${resolution.reason}`);
+        sendError(request, response, 404, 'Not found.');
+        return;
+      case 'php':
+        await proxyToPhp(request, response, {
+          app: app.name,
+          backend: app.backend,
+          route: {
+            documentRoot: app.resolve.documentRoot,
+            prefix: app.path === '/' ? '' : app.path,
+            script: resolution.script,
+            pathInfo: resolution.pathInfo,
+            serverName: this.#options.server.host,
+            serverSoftware: this.#options.serverSoftware,
+          },
+          query: target.query,
+          maxBodyBytes: this.#options.server.maxBodyBytes,
+          writeTimeoutMs: this.#options.server.writeTimeoutMs,
+          log: this.#log,
+        });
+        return;
+      default: {
+        const never: never = resolution;
+        throw new Error(`unhandled resolution ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  #onClientError(error: NodeJS.ErrnoException, socket: Socket): void {
+    const code = error.code ?? '';
+    // Node's parser refuses ambiguous framing (Content-Length with Transfer-Encoding, bad chunks):
+    // answer and close, so nothing smuggled reaches an app.
+    const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : code === 'ECONNRESET' ? 0 : 400;
+    if (status !== 0) this.#log.info({ code, remote: socket.remoteAddress }, `${status}: malformed or incomplete request from ${socket.remoteAddress}: ${error.message}`);
+    if (status === 0 || !socket.writable || (error as { bytesParsed?: number }).bytesParsed === undefined && code === 'ECONNRESET') {
+      socket.destroy();
+      return;
+    }
+    const reason = http.STATUS_CODES[status] ?? 'Bad Request';
+    socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${reason.length + 1}\r\n\r\n${reason}\n`);
+  }
+}
+
+/** Percent-encodes a decoded path for a Location header, keeping "/" and unreserved characters. */
+function encodePath(path: string): string {
+  return path.split('/').map((segment) => encodeURIComponent(segment)).join('/');
+}

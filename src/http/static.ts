@@ -1,0 +1,119 @@
+// Static files from an app's document root: Content-Type, ETag and Last-Modified with 304s, single
+// byte ranges (206/416), HEAD, streamed with backpressure. Which files may be served is decided
+// before this (resolve.ts): PHP source, dotfiles and backups never reach here.
+
+import { createReadStream, type Stats } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream';
+import mime from 'mime-types';
+
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/**
+ * Parses a Range header against a file size (RFC 9110 14.2): one satisfiable range, "unsatisfiable"
+ * (answer 416), or null to send the whole file (no header, another unit, several ranges, or syntax
+ * the spec says to ignore).
+ */
+export function parseRange(header: string | undefined, size: number): ByteRange | 'unsatisfiable' | null {
+  if (!header) return null;
+  const match = /^bytes=\s*(\d*)\s*-\s*(\d*)\s*$/.exec(header.trim());
+  if (!match) return null;
+  const [, first, last] = match;
+  if (first === '' && last === '') return null;
+  if (first === '') {
+    // Suffix range: the last N bytes.
+    const suffix = Number(last);
+    if (suffix === 0) return 'unsatisfiable';
+    return { start: Math.max(0, size - suffix), end: size - 1 };
+  }
+  const start = Number(first);
+  const end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
+  if (last !== '' && Number(last) < start) return null;
+  if (start >= size) return 'unsatisfiable';
+  return { start, end };
+}
+
+/** nginx's ETag shape: hex mtime and size, quoted. */
+export function etagFor(stats: Stats): string {
+  return `"${Math.floor(stats.mtimeMs / 1000).toString(16)}-${stats.size.toString(16)}"`;
+}
+
+/** RFC 9110 13.1.2: If-None-Match matches with weak comparison, "*" matches any. */
+function noneMatch(header: string, etag: string): boolean {
+  if (header.trim() === '*') return true;
+  const bare = etag.replace(/^W\//, '');
+  return header.split(',').some((tag) => tag.trim().replace(/^W\//, '') === bare);
+}
+
+function notModifiedSince(header: string, stats: Stats): boolean {
+  const since = Date.parse(header);
+  return Number.isFinite(since) && Math.floor(stats.mtimeMs / 1000) * 1000 <= since;
+}
+
+/** If-Range (RFC 9110 13.1.5): the range applies only if the validator still matches. */
+function ifRangeHolds(header: string | undefined, etag: string, stats: Stats): boolean {
+  if (!header) return true;
+  const value = header.trim();
+  if (value.startsWith('"') || value.startsWith('W/')) return value === etag;
+  const date = Date.parse(value);
+  return Number.isFinite(date) && Math.floor(stats.mtimeMs / 1000) * 1000 === date;
+}
+
+export function contentTypeFor(file: string): string {
+  return mime.contentType(file.slice(file.lastIndexOf('/') + 1)) || 'application/octet-stream';
+}
+
+/** Answers a GET or HEAD for `file`; other methods get 405. Returns the status sent. */
+export function serveStatic(request: IncomingMessage, response: ServerResponse, file: string, stats: Stats): number {
+  const method = request.method ?? 'GET';
+  if (method !== 'GET' && method !== 'HEAD') {
+    response.writeHead(405, { Allow: 'GET, HEAD', 'Content-Length': '0' });
+    response.end();
+    return 405;
+  }
+  const etag = etagFor(stats);
+  const lastModified = new Date(Math.floor(stats.mtimeMs / 1000) * 1000).toUTCString();
+  response.setHeader('ETag', etag);
+  response.setHeader('Last-Modified', lastModified);
+  response.setHeader('Accept-Ranges', 'bytes');
+  response.setHeader('X-Content-Type-Options', 'nosniff');
+
+  const ifNoneMatch = request.headers['if-none-match'];
+  const ifModifiedSince = request.headers['if-modified-since'];
+  // RFC 9110 13.2.2: If-None-Match wins over If-Modified-Since.
+  if (ifNoneMatch !== undefined ? noneMatch(ifNoneMatch, etag) : ifModifiedSince !== undefined && notModifiedSince(ifModifiedSince, stats)) {
+    response.statusCode = 304;
+    response.end();
+    return 304;
+  }
+
+  const size = stats.size;
+  let range: ByteRange | 'unsatisfiable' | null = null;
+  const ifRange = request.headers['if-range'];
+  if (ifRangeHolds(Array.isArray(ifRange) ? ifRange[0] : ifRange, etag, stats)) range = parseRange(request.headers.range, size);
+  if (range === 'unsatisfiable') {
+    response.writeHead(416, { 'Content-Range': `bytes */${size}`, 'Content-Length': '0' });
+    response.end();
+    return 416;
+  }
+  const status = range ? 206 : 200;
+  const start = range?.start ?? 0;
+  const end = range?.end ?? size - 1;
+  response.statusCode = status;
+  response.setHeader('Content-Type', contentTypeFor(file));
+  response.setHeader('Content-Length', String(Math.max(0, end - start + 1)));
+  if (range) response.setHeader('Content-Range', `bytes ${start}-${end}/${size}`);
+  if (method === 'HEAD' || size === 0) {
+    response.end();
+    return status;
+  }
+  const stream = createReadStream(file, { start, end });
+  pipeline(stream, response, (error) => {
+    // The file vanished or the client left: nothing more can be sent on this response.
+    if (error && !response.destroyed) response.destroy(error);
+  });
+  return status;
+}
