@@ -32,7 +32,10 @@ export const ERRORS = {
   POOL_QUEUE_TIMEOUT: { status: 503, summary: 'no PHP worker of the pool became free within queue_timeout' },
   POOL_CRASH_LOOP: { status: 503, summary: 'the pool\'s workers keep crashing at start; respawning is paused with backoff' },
   POOL_STOPPED: { status: 503, summary: 'the pool is stopping or stopped and takes no new requests' },
+  UPSTREAM_DOWN: { status: 503, summary: 'php-fpm is down or failing (circuit open); answered at once until a health check passes' },
   WORKER_START_FAILED: { status: 502, summary: 'a php-cgi worker exited or failed to listen before it became ready' },
+  // PHP's output.
+  CGI_BAD_HEAD: { status: 502, summary: "PHP's output did not start with a valid CGI response head (headers, then an empty line)" },
   // Configuration.
   CONFIG_INVALID: { status: 500, summary: 'a configuration value is invalid; the message names the file, the key and the problem' },
 } as const satisfies Record<string, { status: number; summary: string }>;

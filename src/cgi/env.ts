@@ -34,7 +34,11 @@ export interface CgiRoute {
   serverName: string;
   /** SERVER_SOFTWARE ("TQServer/0.1.0"). */
   serverSoftware: string;
-  /** Extra variables set last, for TQServer's own (e.g. a request id); never overrides a CGI variable. */
+  /**
+   * Extra variables set last, for TQServer's own (e.g. a request id). Never overrides a CGI variable
+   * or an HTTP_* one, never sets php-fpm's PHP_VALUE / PHP_ADMIN_VALUE, and names must look like
+   * environment variable names; anything else is left out.
+   */
   extra?: Readonly<Record<string, string>>;
 }
 
@@ -75,7 +79,18 @@ const RESERVED = new Set([
   'CONTENT_LENGTH',
   'REDIRECT_STATUS',
   'HTTPS',
+  // RFC 3875 4.1: authentication is the server's to report, never a request's or a caller's.
+  'AUTH_TYPE',
+  'REMOTE_USER',
+  'REMOTE_IDENT',
+  'REMOTE_HOST',
+  // php-fpm reads these two params as ini settings for the request (fpm_main.c): whoever sets them
+  // controls PHP (auto_prepend_file=php://input is the classic), so only explicit pool config may.
+  'PHP_VALUE',
+  'PHP_ADMIN_VALUE',
 ]);
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 const TOKEN_HEADER = /^[A-Za-z0-9-]+$/;
 const PLAIN_HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
@@ -98,21 +113,34 @@ export function requestUri(target: string): string {
   return rest.startsWith('/') ? rest : `/${rest}`;
 }
 
-/** The host part of a Host header when it is a plain host name or IP, else null. */
+/**
+ * The host part of a Host header when the whole header is a plain host name or IP with an optional
+ * port (RFC 9110 7.2: uri-host [":" port]), else null. The value is the client's to choose, so
+ * anything else (spaces, CR/LF, "@", "/", junk after an IPv6 literal) is not trusted as a name.
+ */
 export function hostName(hostHeader: string | undefined): string | null {
   if (!hostHeader) return null;
-  let host = hostHeader.trim();
-  if (host.startsWith('[')) {
-    const end = host.indexOf(']');
-    host = end > 0 ? host.slice(0, end + 1) : host;
-    return BRACKETED_V6.test(host) ? host : null;
+  const value = hostHeader.trim();
+  let host: string;
+  let port: string | null = null;
+  if (value.startsWith('[')) {
+    const end = value.indexOf(']');
+    if (end < 0) return null;
+    host = value.slice(0, end + 1);
+    const rest = value.slice(end + 1);
+    if (rest !== '') {
+      if (!rest.startsWith(':')) return null;
+      port = rest.slice(1);
+    }
+    if (!BRACKETED_V6.test(host)) return null;
+  } else {
+    const colon = value.indexOf(':');
+    host = colon >= 0 ? value.slice(0, colon) : value;
+    port = colon >= 0 ? value.slice(colon + 1) : null;
+    if (host.length > 253 || !PLAIN_HOST.test(host)) return null;
   }
-  const colon = host.indexOf(':');
-  if (colon >= 0) {
-    if (!/^\d{1,5}$/.test(host.slice(colon + 1))) return null;
-    host = host.slice(0, colon);
-  }
-  return host.length <= 253 && PLAIN_HOST.test(host) ? host.toLowerCase() : null;
+  if (port !== null && !/^\d{1,5}$/.test(port)) return null;
+  return host.toLowerCase();
 }
 
 /** Builds the params for one request, in a stable order: CGI variables, then HTTP_*, then extras. */
@@ -120,18 +148,24 @@ export function buildCgiEnv(request: CgiRequest, route: CgiRoute): CgiParams {
   const scriptName = route.prefix + route.script;
   const headers = new Map<string, string>();
   let host: string | undefined;
-  let contentType = '';
+  let contentType: string | undefined;
   const raw = request.rawHeaders;
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i]!;
     const value = raw[i + 1]!;
     const lower = name.toLowerCase();
+    // Content-Type and Host are singletons (RFC 9110 8.3, RFC 9112 3.2); like Node's
+    // request.headers, the first one counts, so PHP sees the value every other layer saw.
     if (lower === 'content-type') {
-      contentType = value;
+      contentType ??= value;
       continue;
     }
-    if (lower === 'host' && host === undefined) host = value;
-    // Underscores would let "X_Real_IP" pose as "X-Real-IP" once both become HTTP_X_REAL_IP.
+    if (lower === 'host') {
+      if (host !== undefined) continue;
+      host = value;
+    }
+    // Underscores would let "X_Real_IP" pose as "X-Real-IP" once both become HTTP_X_REAL_IP
+    // (nginx drops them too: underscores_in_headers off).
     if (DROPPED_HEADERS.has(lower) || !TOKEN_HEADER.test(name)) continue;
     const key = `HTTP_${lower.toUpperCase().replace(/-/g, '_')}`;
     const previous = headers.get(key);
@@ -156,7 +190,7 @@ export function buildCgiEnv(request: CgiRequest, route: CgiRoute): CgiParams {
     ['PATH_INFO', route.pathInfo],
     ['REMOTE_ADDR', request.remoteAddress],
     ['REMOTE_PORT', String(request.remotePort)],
-    ['CONTENT_TYPE', bytes(contentType)],
+    ['CONTENT_TYPE', bytes(contentType ?? '')],
     ['CONTENT_LENGTH', request.contentLength === null ? '' : String(request.contentLength)],
     // php-cgi refuses to run without it when cgi.force_redirect is on (the php.ini default).
     ['REDIRECT_STATUS', '200'],
@@ -167,7 +201,10 @@ export function buildCgiEnv(request: CgiRequest, route: CgiRoute): CgiParams {
   for (const [key, value] of headers) params.push([key, bytes(value)]);
   if (route.extra) {
     for (const [key, value] of Object.entries(route.extra)) {
-      if (!RESERVED.has(key) && !key.startsWith('HTTP_') && !headers.has(key)) params.push([key, value]);
+      // Compared without case: php-cgi imports its process environment too, and a near-miss name
+      // is never what the caller meant.
+      const upper = key.toUpperCase();
+      if (ENV_NAME.test(key) && !RESERVED.has(upper) && !upper.startsWith('HTTP_')) params.push([key, value]);
     }
   }
   return params;

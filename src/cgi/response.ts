@@ -2,6 +2,8 @@
 // Location interpreted, repeated headers kept apart. Parsed incrementally from the stdout stream;
 // everything after the head is body and is handed on untouched.
 
+import { TQServerError } from '../errors.js';
+
 export interface CgiHead {
   status: number;
   /** The reason phrase PHP gave ("Status: 404 Gone Fishing"), or null. */
@@ -10,8 +12,11 @@ export interface CgiHead {
   headers: Array<[name: string, value: string]>;
 }
 
-export class CgiHeadError extends Error {
-  override name = 'CgiHeadError';
+/** PHP's output did not start with a valid CGI head: the upstream's failure, answered with 502. */
+export class CgiHeadError extends TQServerError {
+  constructor(message: string) {
+    super('CGI_BAD_HEAD', message);
+  }
 }
 
 export const DEFAULT_MAX_HEAD_BYTES = 1024 * 1024;
@@ -48,7 +53,10 @@ export class CgiResponseParser {
     const data = this.#pending ? Buffer.concat([this.#pending, chunk]) : chunk;
     const end = findHeadEnd(data, searchFrom);
     if (end === null) {
-      if (data.length > this.#maxHeadBytes) {
+      // The head is the bytes before its terminator, which may have started already ("\n" or
+      // "\n\r" held at the end): only past limit + 2 is a head certainly too large, whatever the
+      // chunking, so the same output is accepted or refused however it is split.
+      if (data.length > this.#maxHeadBytes + 2) {
         throw new CgiHeadError(`PHP sent more than ${this.#maxHeadBytes} bytes without ending its response head`);
       }
       this.#pending = data;
@@ -82,7 +90,25 @@ function findHeadEnd(data: Buffer, from: number): { headEnd: number; bodyStart: 
   return null;
 }
 
-/** Parses header lines; status from Status, else 302 for a Location, else 200. */
+/** RFC 9110 5.5: a field value is visible ASCII, SP, HTAB and obs-text (0x80-0xFF); nothing else. */
+const INVALID_VALUE_CHAR = /[^\t\x20-\x7e\x80-\xff]/;
+
+/**
+ * Strips optional whitespace (RFC 9110 5.6.3 OWS: SP and HTAB only). String.prototype.trim() would
+ * also strip NBSP, and in a latin1 head 0xA0 is the last byte of UTF-8 "à" (C3 A0).
+ */
+function trimOws(text: string): string {
+  let start = 0;
+  let end = text.length;
+  while (start < end && (text.charCodeAt(start) === 0x20 || text.charCodeAt(start) === 0x09)) start++;
+  while (end > start && (text.charCodeAt(end - 1) === 0x20 || text.charCodeAt(end - 1) === 0x09)) end--;
+  return text.slice(start, end);
+}
+
+/**
+ * Parses header lines (a latin1 string, one char per byte); status from Status, else 302 for a
+ * Location, else 200. Values keep their bytes: only SP/HTAB around them are removed.
+ */
 export function parseHead(text: string): CgiHead {
   const headers: Array<[string, string]> = [];
   let status: number | null = null;
@@ -91,19 +117,24 @@ export function parseHead(text: string): CgiHead {
   for (const rawLine of text.split('\n')) {
     const line = rawLine.endsWith('\r') ? rawLine.slice(0, -1) : rawLine;
     if (line === '') continue;
+    // RFC 9112 5.2: a gateway that receives obs-fold in a response may discard the message and
+    // answer 502 instead; PHP's header() never folds, so a folded line means broken output.
     if (line.startsWith(' ') || line.startsWith('\t')) throw new CgiHeadError(`PHP sent a folded header line (${JSON.stringify(line.slice(0, 80))})`);
     const colon = line.indexOf(':');
-    const name = colon > 0 ? line.slice(0, colon).trim() : '';
+    // RFC 9112 5.1: whitespace between name and colon is removed by a proxy, not kept in the name.
+    const name = colon > 0 ? trimOws(line.slice(0, colon)) : '';
     if (!HEADER_NAME.test(name)) throw new CgiHeadError(`PHP sent a malformed header line ${JSON.stringify(line.slice(0, 80))}`);
-    const value = line.slice(colon + 1).trim();
-    if (/[\0\r]/.test(value)) throw new CgiHeadError(`PHP sent a header ${name} with a control character in its value`);
+    const value = trimOws(line.slice(colon + 1));
+    if (INVALID_VALUE_CHAR.test(value)) throw new CgiHeadError(`PHP sent a header ${name} with a control character in its value`);
     const lower = name.toLowerCase();
     if (lower === 'status') {
-      const match = /^(\d{3})(?:\s+(.*))?$/.exec(value);
+      const match = /^(\d{3})(?:[ \t]+(.*))?$/.exec(value);
       if (!match) throw new CgiHeadError(`PHP sent an invalid Status header ${JSON.stringify(value.slice(0, 80))}`);
       status = Number(match[1]);
-      if (status < 100 || status > 599) throw new CgiHeadError(`PHP sent Status ${status}, outside 100-599`);
-      reason = match[2]?.trim() || null;
+      // A CGI response is one final response: a 1xx would leave the client waiting for another
+      // (or, for 101, switch protocols), so it is as broken as a status outside the range.
+      if (status < 200 || status > 599) throw new CgiHeadError(`PHP sent Status ${status}, outside 200-599`);
+      reason = match[2] ? trimOws(match[2]) || null : null;
       continue;
     }
     if (lower === 'location') location = true;

@@ -65,7 +65,8 @@ export function suggest(key: string, known: readonly string[]): string | null {
       bestDistance = distance;
     }
   }
-  return best !== null && bestDistance <= Math.max(2, Math.floor(key.length / 3)) ? best : null;
+  // Close enough to be a typo, and not a rewrite of the whole key ("x" is not a typo of "a").
+  return best !== null && bestDistance <= Math.max(2, Math.floor(key.length / 3)) && bestDistance < normal.length ? best : null;
 }
 
 function valueAt(raw: unknown, path: ReadonlyArray<string | number>): unknown {
@@ -112,19 +113,35 @@ export function describeIssue(schema: z.ZodTypeAny, issue: z.ZodIssue, raw: unkn
       const expected = TYPE_WORDS[issue.expected] ?? issue.expected;
       return [{ key, message: `must be ${expected}, got ${show(value)}` }];
     }
-    case z.ZodIssueCode.invalid_enum_value:
-      return [{ key, message: `must be one of ${issue.options.map(String).join(', ')}, got ${show(value)}` }];
-    case z.ZodIssueCode.too_small: {
-      if (issue.type === 'string') return [{ key, message: 'must not be empty' }];
-      if (issue.type === 'array') return [{ key, message: `must have at least ${issue.minimum} entries` }];
-      return [{ key, message: `must be >= ${issue.minimum}, got ${show(value)}` }];
+    case z.ZodIssueCode.invalid_enum_value: {
+      const options = issue.options.map(String);
+      const hint = typeof value === 'string' ? suggest(value, options) : null;
+      return [{ key, message: `must be one of ${options.join(', ')}, got ${show(value)}${hint ? `; did you mean ${hint}?` : ''}` }];
     }
-    case z.ZodIssueCode.too_big:
-      return [{ key, message: `must be <= ${issue.maximum}, got ${show(value)}` }];
+    case z.ZodIssueCode.too_small: {
+      if (issue.type === 'string') return [{ key, message: Number(issue.minimum) <= 1 ? 'must not be empty' : `must be at least ${issue.minimum} characters` }];
+      if (issue.type === 'array') return [{ key, message: `must have at least ${issue.minimum} entries` }];
+      // positive() is a minimum of 0 that excludes 0: "must be >= 0, got 0" would contradict itself.
+      return [{ key, message: `must be ${issue.inclusive ? '>=' : '>'} ${issue.minimum}, got ${show(value)}` }];
+    }
+    case z.ZodIssueCode.too_big: {
+      if (issue.type === 'array') return [{ key, message: `must have at most ${issue.maximum} entries` }];
+      return [{ key, message: `must be ${issue.inclusive ? '<=' : '<'} ${issue.maximum}, got ${show(value)}` }];
+    }
     case z.ZodIssueCode.invalid_union: {
-      // A union of shapes (a duration as number or string): report the branch's own words if it has them.
-      const nested = issue.unionErrors.flatMap((e) => e.issues).find((i) => i.code === z.ZodIssueCode.custom);
-      if (nested) return [{ key, message: nested.message }];
+      // A union of shapes (an address or a list of them): report the branch's own words if it has them.
+      const branches = issue.unionErrors.flatMap((e) => e.issues);
+      const nested = branches.find((i) => i.code === z.ZodIssueCode.custom);
+      if (nested) return [{ key: nested.path.join('.'), message: nested.message }];
+      // Every branch refused the type: name the shapes that would do ("a string or a list").
+      const wanted: string[] = [];
+      for (const branch of branches) {
+        if (branch.path.length !== issue.path.length) continue;
+        const word =
+          branch.code === z.ZodIssueCode.invalid_type ? (TYPE_WORDS[branch.expected] ?? branch.expected) : branch.code === z.ZodIssueCode.invalid_literal ? JSON.stringify(branch.expected) : null;
+        if (word && !wanted.includes(word)) wanted.push(word);
+      }
+      if (wanted.length > 0) return [{ key, message: `must be ${wanted.join(' or ')}, got ${show(value)}` }];
       return [{ key, message: `has an unexpected value ${show(value)}` }];
     }
     case z.ZodIssueCode.custom:

@@ -3,7 +3,7 @@
 
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
-import { parseDocument } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { parseAddress, type Address } from '../fastcgi/address.js';
 import { describeIssue } from './issues.js';
@@ -142,13 +142,14 @@ export function loadConfig(options: LoadOptions): Config {
   const workersDir = resolve(root, serverFile?.workers.directory ?? (typeof rawDir === 'string' ? rawDir : 'workers'));
   const apps: AppConfig[] = [];
   {
-    if (!existsSync(workersDir) || !statSync(workersDir).isDirectory()) {
+    if (!isFolder(workersDir)) {
       problems.push({ file: display(configFile), key: 'workers.directory', message: `${display(workersDir)} is not a folder` });
     } else {
       for (const name of readdirSync(workersDir).sort()) {
         const dir = join(workersDir, name);
         const file = join(dir, 'config', 'worker.yaml');
-        if (!statSync(dir).isDirectory() || !existsSync(file)) continue;
+        // A dangling symlink or an unreadable entry is not an app; statSync would throw past --check.
+        if (!isFolder(dir) || !existsSync(file)) continue;
         const raw = readYaml(file, display(file), problems);
         if (raw === undefined) continue;
         const parsed = validate(workerFileSchema, raw ?? {}, display(file), problems);
@@ -171,6 +172,14 @@ export function loadConfig(options: LoadOptions): Config {
   });
 }
 
+function isFolder(path: string): boolean {
+  try {
+    return statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false;
+  } catch {
+    return false;
+  }
+}
+
 function readYaml(file: string, shown: string, problems: ConfigProblem[]): unknown {
   let text: string;
   try {
@@ -179,11 +188,13 @@ function readYaml(file: string, shown: string, problems: ConfigProblem[]): unkno
     problems.push({ file: shown, key: '', message: `cannot read: ${(error as Error).message}` });
     return undefined;
   }
-  const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  // With prettyErrors off the yaml package leaves linePos unset, so positions come from a LineCounter.
+  const lines = new LineCounter();
+  const document = parseDocument(text, { prettyErrors: false, uniqueKeys: true, lineCounter: lines });
   if (document.errors.length > 0) {
     for (const error of document.errors) {
-      const where = error.linePos?.[0] ? `line ${error.linePos[0].line} column ${error.linePos[0].col}: ` : '';
-      problems.push({ file: shown, key: '', message: `YAML: ${where}${error.message.split('\n')[0]}` });
+      const at = lines.linePos(error.pos[0]);
+      problems.push({ file: shown, key: '', message: `YAML: line ${at.line} column ${at.col}: ${error.message.split('\n')[0]}` });
     }
     return undefined;
   }
@@ -207,7 +218,8 @@ function serverConfig(file: ServerFile, root: string): ServerConfig {
     idleTimeoutMs: Math.round(s.idle_timeout_seconds * 1000),
     logFile: s.log_file === null || s.log_file === '' ? null : resolve(root, s.log_file),
     logLevel: s.log_level,
-    statusPath: s.status_path,
+    // The admin handler compares normalised request paths, which never end in "/" past the root.
+    statusPath: s.status_path.length > 1 ? s.status_path.replace(/\/+$/, '') : s.status_path,
     maxBodyBytes: s.max_body_size,
     maxHeaderBytes: s.max_header_size,
     shutdownTimeoutMs: Math.round(s.shutdown_timeout_seconds * 1000),
@@ -218,7 +230,7 @@ function appConfig(name: string, dir: string, file: string, w: WorkerFile, shown
   const before = problems.length;
   const fail = (key: string, message: string) => problems.push({ file: shown, key, message });
   const documentRoot = resolve(dir, w.document_root);
-  if (!existsSync(documentRoot) || !statSync(documentRoot).isDirectory()) fail('document_root', `${documentRoot} is not a folder`);
+  if (!isFolder(documentRoot)) fail('document_root', `${documentRoot} is not a folder`);
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(w.php.env)) env[key] = typeof value === 'boolean' ? (value ? '1' : '0') : String(value);
   const fastcgiListen = w.fastcgi.listen === null ? null : absoluteAddress(parseAddress(w.fastcgi.listen), dir);

@@ -7,12 +7,22 @@ import { parseAddress } from '../fastcgi/address.js';
 import { formatIniSetting } from '../php/binary.js';
 import { parseDuration, parseSize } from './units.js';
 
+/**
+ * The longest delay a Node timer takes: setTimeout() turns anything longer into 1 ms (with only a
+ * TimeoutOverflowWarning), so a "forever" timeout would fire at once.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** A duration: integer seconds or a string with a unit (500ms, 10s, 2m); output in milliseconds. */
 export const duration = (what = 'a duration') =>
-  z.union([z.number(), z.string()]).transform((value, ctx) => {
+  z.unknown().transform((value, ctx) => {
     const ms = parseDuration(value);
     if (ms === null) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, message: `must be ${what} (seconds, or a number with ms, s, m or h), got ${JSON.stringify(value)}` });
+      return z.NEVER;
+    }
+    if (ms > MAX_TIMER_MS) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `must be at most 24 days (${MAX_TIMER_MS} ms), got ${JSON.stringify(value)}` });
       return z.NEVER;
     }
     return ms;
@@ -20,14 +30,17 @@ export const duration = (what = 'a duration') =>
 
 /** A size: bytes, or a string with K, M or G (powers of 1024); output in bytes. */
 export const size = () =>
-  z.union([z.number(), z.string()]).transform((value, ctx) => {
+  z.unknown().transform((value, ctx) => {
     const bytes = parseSize(value);
-    if (bytes === null) {
+    if (bytes === null || !Number.isSafeInteger(bytes)) {
       ctx.addIssue({ code: z.ZodIssueCode.custom, message: `must be a size (bytes, or a number with K, M or G), got ${JSON.stringify(value)}` });
       return z.NEVER;
     }
     return bytes;
   });
+
+/** Seconds given as a plain number, bounded so they still fit a Node timer in milliseconds. */
+const seconds = () => z.number().positive().max(Math.floor(MAX_TIMER_MS / 1000));
 
 const scalar = z.union([z.string(), z.number(), z.boolean()]);
 
@@ -42,7 +55,11 @@ function checkedBy<T>(check: (value: T) => void) {
   };
 }
 
-const address = z.string().min(1).superRefine(checkedBy((value: string) => parseAddress(value)));
+/** A FastCGI address; a bare port may be written as a YAML number (listen: 9001), as in php-fpm. */
+const address = z
+  .union([z.string().min(1), z.number().int()])
+  .transform((value) => String(value))
+  .superRefine(checkedBy((value: string) => parseAddress(value)));
 
 const allowedClients = z
   .union([z.array(z.string().min(1)), z.literal('any')])
@@ -59,17 +76,37 @@ const iniSettings = z.record(scalar).superRefine((settings, ctx) => {
 });
 
 const envVars = z.record(scalar).superRefine((env, ctx) => {
-  for (const name of Object.keys(env)) {
+  for (const [name, value] of Object.entries(env)) {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [name], message: 'is not a valid environment variable name' });
+    // A process environment cannot hold NUL (spawn refuses it), and no FastCGI param should.
+    else if (typeof value === 'string' && value.includes('\0')) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [name], message: 'must not contain a NUL character' });
   }
 });
 
+/**
+ * A URL prefix as the router sees it: requests are matched after normalisation, which merges
+ * slashes and removes dot segments, so a prefix with "//", "." or ".." could never match.
+ */
 const urlPath = z
   .string()
   .refine((p) => p.startsWith('/'), { message: 'must start with /' })
-  .refine((p) => !/[?#\s%\\]/.test(p) && !p.split('/').some((s) => s === '.' || s === '..'), {
-    message: 'must be a plain URL path (no ?, #, %, \\, spaces, . or .. segments)',
+  .refine((p) => !/[?#\s%\\\x00-\x1f\x7f]/.test(p) && !p.replace(/\/$/, '').split('/').slice(1).some((s) => s === '.' || s === '..' || s === ''), {
+    message: 'must be a plain URL path (no ?, #, %, \\, spaces, control characters, empty, . or .. segments)',
   });
+
+/** A file name in the document root: one segment for an index file, a relative path otherwise. */
+const docFile = (oneSegment: boolean) =>
+  z
+    .string()
+    .min(1)
+    .superRefine((name, ctx) => {
+      const fail = (message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, message });
+      if (oneSegment && name.includes('/')) return fail('must be a file name, without /');
+      const segments = name.replace(/^\/+/, '').split('/');
+      if (name.includes('\0') || !segments.every((segment) => segment !== '' && !segment.startsWith('.'))) {
+        fail('must stay inside the document root (no empty, hidden, . or .. segments)');
+      }
+    });
 
 export const serverFileSchema = z
   .object({
@@ -77,15 +114,15 @@ export const serverFileSchema = z
       .object({
         host: z.string().min(1).default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(8080),
-        read_timeout_seconds: z.number().positive().default(30),
-        write_timeout_seconds: z.number().positive().default(30),
-        idle_timeout_seconds: z.number().positive().default(120),
+        read_timeout_seconds: seconds().default(30),
+        write_timeout_seconds: seconds().default(30),
+        idle_timeout_seconds: seconds().default(120),
         log_file: z.string().nullable().default('logs/tqserver_{date}.log'),
         log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
         status_path: urlPath.default('/status'),
         max_body_size: size().default('100M'),
         max_header_size: size().default('16K'),
-        shutdown_timeout_seconds: z.number().min(0).default(30),
+        shutdown_timeout_seconds: z.number().min(0).max(Math.floor(MAX_TIMER_MS / 1000)).default(30),
       })
       .strict()
       .default({}),
@@ -97,7 +134,7 @@ export const serverFileSchema = z
       .default({}),
     file_watcher: z
       .object({
-        debounce_ms: z.number().int().min(0).default(50),
+        debounce_ms: z.number().int().min(0).max(MAX_TIMER_MS).default(50),
       })
       .strict()
       .default({}),
@@ -124,7 +161,12 @@ export const poolSchema = z
   .strict()
   .superRefine((pool, ctx) => {
     const fail = (key: string, message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, path: [key], message });
-    if (pool.manager === 'dynamic') {
+    // zod runs this even when a count already failed its own check (2.5, -1); relations between
+    // broken values would only repeat the problem in other words.
+    const counts = [pool.max_workers, pool.start_workers, pool.min_workers, pool.max_spare_workers];
+    const countsValid = counts.every((n) => Number.isInteger(n) && n >= 0) && pool.max_workers >= 1;
+    const portsValid = pool.port_range.every((n) => Number.isInteger(n) && n >= 1 && n <= 65535);
+    if (pool.manager === 'dynamic' && countsValid) {
       if (pool.max_workers < pool.min_workers) fail('max_workers', `must be >= min_workers (${pool.min_workers}), got ${pool.max_workers}`);
       if (pool.max_spare_workers < pool.min_workers) fail('max_spare_workers', `must be >= min_workers (${pool.min_workers}), got ${pool.max_spare_workers}`);
       if (pool.start_workers < pool.min_workers || pool.start_workers > pool.max_spare_workers) {
@@ -132,7 +174,7 @@ export const poolSchema = z
       }
       if (pool.start_workers > pool.max_workers) fail('start_workers', `must be <= max_workers (${pool.max_workers}), got ${pool.start_workers}`);
     }
-    if (pool.transport === 'tcp') {
+    if (pool.transport === 'tcp' && countsValid && portsValid) {
       const [low, high] = pool.port_range;
       if (high < low) fail('port_range', `must be [low, high] with low <= high, got [${low}, ${high}]`);
       else if (high - low + 1 < pool.max_workers) fail('port_range', `has ${high - low + 1} ports but max_workers is ${pool.max_workers}`);
@@ -145,8 +187,8 @@ export const workerFileSchema = z
     type: z.string().default('php').refine((t) => t === 'php', (t) => ({ message: `only php workers are supported (other types may come later), got ${JSON.stringify(t)}` })),
     enabled: z.boolean().default(true),
     document_root: z.string().min(1).default('public'),
-    index_files: z.array(z.string().min(1)).default(['index.php', 'index.html']),
-    front_controller: z.string().min(1).nullable().default('index.php'),
+    index_files: z.array(docFile(true)).default(['index.php', 'index.html']),
+    front_controller: docFile(false).nullable().default('index.php'),
     php: z
       .object({
         binary: z.string().min(1).nullable().default(null),
@@ -176,8 +218,8 @@ export const workerFileSchema = z
         external: z.boolean().default(false),
         transport: z.enum(['unix', 'tcp']).default('unix'),
         pool_size: z.number().int().min(1).nullable().default(null),
-        connect_timeout_ms: z.number().int().min(1).default(1000),
-        request_timeout_ms: z.number().int().min(1).default(30_000),
+        connect_timeout_ms: z.number().int().min(1).max(MAX_TIMER_MS).default(1000),
+        request_timeout_ms: z.number().int().min(1).max(MAX_TIMER_MS).default(30_000),
       })
       .strict()
       .default({}),

@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import { Readable, Writable } from 'node:stream';
-import { FastCGIAbortError, FastCGIProtocolError, FastCGIUnavailableError, TQServerError } from '../errors.js';
+import { FastCGIAbortError, FastCGIConnectionError, FastCGIProtocolError, FastCGIUnavailableError, TQServerError } from '../errors.js';
 import { definedOnly, errorText } from '../util.js';
 import { formatAddress, toAddress, type Address } from './address.js';
 import { RecordDecoder } from './decoder.js';
@@ -104,6 +104,8 @@ interface RequestState {
   keepConn: boolean;
   params: ParamsCollector | null;
   stdin: Readable | null;
+  /** The empty STDIN record arrived: the body is complete. */
+  stdinEnded: boolean;
   abort: AbortController;
   response: FastCGIServerResponse | null;
   ended: boolean;
@@ -137,7 +139,19 @@ class ServerConnection {
         this.destroy(error);
       }
     });
-    socket.on('error', (error) => this.#server.reportConnectionError(this, error));
+    socket.on('error', (error) => {
+      const from = socket.remoteAddress ?? 'a unix socket client';
+      const typed = new FastCGIConnectionError('FCGI_CONNECTION_ERROR', `connection from ${from}: ${error.message}`, { cause: error });
+      this.#server.reportConnectionError(this, typed);
+    });
+    socket.on('end', () => {
+      // Closing between records is how a web server gives up (nginx does when its client goes away);
+      // closing inside one means bytes were lost, which the operator should hear about.
+      if (!this.#decoder.atRecordBoundary) {
+        const message = `the web server closed the connection in the middle of a record (after ${this.#decoder.bytesIn} bytes)`;
+        this.#server.reportConnectionError(this, new FastCGIConnectionError('FCGI_PEER_CLOSED', message));
+      }
+    });
     socket.on('close', () => this.#onClose());
     socket.on('timeout', () => {
       if (this.#requests.size === 0) this.socket.destroy();
@@ -203,6 +217,7 @@ class ServerConnection {
       keepConn,
       params: new ParamsCollector(this.#options.maxParamsBytes),
       stdin: null,
+      stdinEnded: false,
       abort: new AbortController(),
       response: null,
       ended: false,
@@ -226,6 +241,10 @@ class ServerConnection {
     }
     if (type === RecordType.Stdin) {
       if (!state.stdin) throw this.#outOfOrder(type, id, 'before the params stream ended');
+      if (state.stdinEnded) throw this.#outOfOrder(type, id, 'after the stdin stream ended');
+      // A handler that destroyed its stdin has said it does not want the body: the rest is discarded
+      // rather than pausing the socket for a reader that will never come.
+      if (state.stdin.destroyed) return;
       if (!state.stdin.push(data)) this.#pauseFor(id);
       return;
     }
@@ -245,7 +264,9 @@ class ServerConnection {
     }
     if (type === RecordType.Stdin) {
       if (!state.stdin) throw this.#outOfOrder(type, id, 'before the params stream ended');
-      state.stdin.push(null);
+      if (state.stdinEnded) throw this.#outOfOrder(type, id, 'after the stdin stream ended');
+      state.stdinEnded = true;
+      if (!state.stdin.destroyed) state.stdin.push(null);
       return;
     }
     throw this.#outOfOrder(type, id, 'for a Responder request');
@@ -259,6 +280,8 @@ class ServerConnection {
     const id = state.id;
     const stdin = new Readable({ read: () => this.#resumeFor(id) });
     stdin.on('error', () => {});
+    // A handler may destroy its stdin while the socket is paused for it; read() will not come then.
+    stdin.on('close', () => this.#resumeFor(id));
     state.stdin = stdin;
     const stdout = this.#outputStream(state, RecordType.Stdout);
     const stderr = this.#outputStream(state, RecordType.Stderr);
@@ -368,12 +391,14 @@ class ServerConnection {
   #abortState(state: RequestState, reason: unknown): void {
     if (state.ended) return;
     const error = reason instanceof Error ? reason : new FastCGIAbortError('the connection to the web server was lost');
-    if (!state.abort.signal.aborted) state.abort.abort(error);
-    if (state.stdin && !state.stdin.readableEnded) state.stdin.destroy(error);
+    // Output streams go first: an abort listener that writes must not put records on the wire for
+    // a request the web server has given up on (it expects only END_REQUEST, spec 5.4).
     if (state.response) {
       state.response.stdout.destroy();
       state.response.stderr.destroy();
     }
+    if (state.stdin && !state.stdin.readableEnded) state.stdin.destroy(error);
+    if (!state.abort.signal.aborted) state.abort.abort(error);
   }
 
   #answerGetValues(content: Buffer): void {
@@ -487,13 +512,17 @@ export class FastCGIServer extends EventEmitter {
     if (this.#connections.size > 0) {
       let timer: NodeJS.Timeout | undefined;
       const idle = new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
-      const expired = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, graceMs);
+      const expired = new Promise<'expired'>((resolve) => {
+        timer = setTimeout(() => resolve('expired'), graceMs);
       });
-      await Promise.race([idle, expired]);
+      const outcome = await Promise.race([idle, expired]);
       clearTimeout(timer);
-      for (const connection of this.#connections) {
-        connection.destroy(new FastCGIAbortError(`server shutting down; request not finished within ${graceMs} ms`));
+      if (outcome === 'expired') {
+        for (const connection of this.#connections) {
+          connection.destroy(new FastCGIAbortError(`server shutting down; request not finished within ${graceMs} ms`));
+        }
+        // A destroyed socket reports 'close' a tick later; the promise is that they are all gone.
+        await idle;
       }
     }
     await closed;

@@ -8,15 +8,21 @@ import { httpStatusFor, TQServerError } from '../errors.js';
 /** Seconds a client should wait before retrying a 503. */
 export const RETRY_AFTER_SECONDS = 5;
 
-/** True when the client prefers JSON to HTML (an API client). */
+/**
+ * True when the client prefers JSON to HTML (an API client): application/json or any +json type
+ * with a q above 0 and at least that of text/html. Wildcard ranges count for neither, so a
+ * browser's Accept and a bare wildcard get HTML.
+ */
 export function wantsJson(accept: string | undefined): boolean {
   if (!accept) return false;
   let json = -1;
   let html = -1;
   for (const part of accept.split(',')) {
-    const [type, ...params] = part.trim().toLowerCase().split(';');
-    const q = Number(params.map((p) => p.trim()).find((p) => p.startsWith('q='))?.slice(2) ?? '1');
-    if (type === 'application/json' || type?.endsWith('+json')) json = Math.max(json, q);
+    // RFC 9110 12.5.1: OWS may surround the ";" between a media range and its parameters.
+    const [type = '', ...params] = part.toLowerCase().split(';').map((piece) => piece.trim());
+    const q = Number(params.find((p) => p.startsWith('q='))?.slice(2) ?? '1');
+    if (!Number.isFinite(q)) continue;
+    if (type === 'application/json' || type.endsWith('+json')) json = Math.max(json, q);
     if (type === 'text/html') html = Math.max(html, q);
   }
   return json > 0 && json >= html;

@@ -37,9 +37,14 @@ export function normalizeTarget(target: string): PathResult {
   return { ok: true, path: normal, query };
 }
 
-/** Decodes %XX escapes once; null for a malformed escape or bytes that are not UTF-8. */
+/**
+ * Decodes %XX escapes once; null for a malformed escape or bytes that are not UTF-8. The input is a
+ * byte string as Node's parser makes one (latin1: one char per byte); raw bytes above 0x7F are
+ * decoded together with the escaped ones, so "caf\xc3\xa9" and "caf%C3%A9" both give "café".
+ * A char above 0xFF cannot come from the wire and is refused rather than guessed at.
+ */
 export function percentDecode(text: string): string | null {
-  if (!text.includes('%')) return text;
+  if (/^[\x00-\x24\x26-\x7f]*$/.test(text)) return text;
   const bytes: number[] = [];
   for (let i = 0; i < text.length; i++) {
     const code = text.charCodeAt(i);
@@ -48,37 +53,39 @@ export function percentDecode(text: string): string | null {
       if (!/^[0-9a-fA-F]{2}$/.test(hex)) return null;
       bytes.push(parseInt(hex, 16));
       i += 2;
-    } else if (code < 0x80) {
+    } else if (code <= 0xff) {
       bytes.push(code);
     } else {
-      // Already a character (Node decoded the target as latin1): keep its UTF-8 bytes.
-      for (const b of Buffer.from(text[i]!, 'latin1')) bytes.push(b);
+      return null;
     }
   }
   const buffer = Buffer.from(bytes);
   const decoded = buffer.toString('utf8');
+  // Invalid or overlong sequences and encoded surrogates decode to U+FFFD and do not round-trip.
   if (!Buffer.from(decoded, 'utf8').equals(buffer)) return null;
   return decoded;
 }
 
-/** RFC 3986 5.2.4 on a decoded path, with repeated slashes merged; null if `..` climbs above "/". */
+/**
+ * RFC 3986 5.2.4 on a decoded path, with empty segments (repeated slashes) dropped; null if `..`
+ * climbs above "/". The result starts with "/", and keeps a trailing slash when the path ends in a
+ * directory ("/a/", "/a/.", "/a/b/..").
+ */
 export function removeDotSegments(path: string): string | null {
-  const segments = path.split('/');
   const out: string[] = [];
-  const last = segments.length - 1;
-  for (let i = 1; i <= last; i++) {
-    const segment = segments[i]!;
+  let directory = false;
+  for (const segment of path.split('/')) {
     if (segment === '..') {
       if (out.length === 0) return null;
       out.pop();
-      if (i === last) out.push('');
+      directory = true;
     } else if (segment === '.' || segment === '') {
-      if (i === last) out.push('');
+      directory = true;
     } else {
       out.push(segment);
+      directory = false;
     }
   }
-  // A trailing '' keeps the trailing slash ("/a/" stays a directory request).
-  const joined = `/${out.join('/')}`;
-  return joined.replace(/\/{2,}/g, '/');
+  if (out.length === 0) return '/';
+  return `/${out.join('/')}${directory ? '/' : ''}`;
 }

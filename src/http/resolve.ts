@@ -58,7 +58,9 @@ function indexOfAsciiInsensitive(haystack: string, needle: string): number {
 /** Extensions whose files hold PHP source in some setup: never served as static files. */
 const SOURCE_EXTENSIONS = /\.(php\d?|phtml|phar|phps|pht|inc|module|install)$/i;
 /** Editor and backup leftovers that often hold source or secrets. */
-const BACKUP_NAMES = /(~|\.(bak|old|orig|save|swp|swo|swn|dist|rej))$|^#.*#$/i;
+const BACKUP_NAMES = /(~|\.(bak|bkp|backup|old|orig|save|swp|swo|swn|tmp|temp|copy|dist|rej))$|^#.*#$/i;
+/** Hand-made copies of PHP source: "x.php_old", "x.php-2024", "x.php.1". */
+const SOURCE_COPIES = /\.(php\d?|phtml|phar|inc)([_~-]|\.\d+$)/i;
 
 /**
  * True for a path no one may fetch or run: a segment starting with "." (.env, .git, .htaccess,
@@ -74,7 +76,7 @@ export function isHiddenPath(path: string): boolean {
 /** True for a file name that must never be served as a static file (source or backup). */
 export function isDeniedStatic(path: string, extensions: readonly string[]): boolean {
   const name = path.slice(path.lastIndexOf('/') + 1);
-  if (SOURCE_EXTENSIONS.test(name) || BACKUP_NAMES.test(name)) return true;
+  if (SOURCE_EXTENSIONS.test(name) || BACKUP_NAMES.test(name) || SOURCE_COPIES.test(name)) return true;
   const lower = name.toLowerCase();
   return extensions.some((extension) => lower.endsWith(extension.toLowerCase()));
 }
@@ -86,6 +88,15 @@ function statOf(path: string): Stats | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * True for a configured name (index file, front controller) that stays inside the document root and
+ * is not hidden: no "..", ".", empty or dot-led segments. Config validation refuses the others too;
+ * this keeps the resolver safe on its own.
+ */
+function isContainedName(name: string): boolean {
+  return name.split('/').every((segment) => segment !== '' && !segment.startsWith('.') && !segment.includes('\0'));
 }
 
 /** True when the script's extension is exactly one of the allowed ones (security.limit_extensions). */
@@ -119,6 +130,7 @@ export function resolvePath(path: string, options: ResolveOptions): Resolution {
   if (stats?.isDirectory()) {
     const dirPath = path.endsWith('/') ? path : `${path}/`;
     for (const index of options.indexFiles) {
+      if (index.includes('/') || !isContainedName(index)) continue;
       const indexFile = root + dirPath + index;
       const indexStats = statOf(indexFile);
       if (!indexStats?.isFile()) continue;
@@ -136,7 +148,7 @@ export function resolvePath(path: string, options: ResolveOptions): Resolution {
 /** Pretty URLs: anything not found goes to the front controller (try_files ... /index.php). */
 function fallback(options: ResolveOptions, reason: string): Resolution {
   const front = options.frontController;
-  if (front !== null) {
+  if (front !== null && isContainedName(front.replace(/^\/+/, ''))) {
     const script = `/${front.replace(/^\/+/, '')}`;
     const filename = options.documentRoot + script;
     if (hasAllowedExtension(script, options.extensions) && statOf(filename)?.isFile()) {

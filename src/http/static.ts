@@ -3,6 +3,7 @@
 // before this (resolve.ts): PHP source, dotfiles and backups never reach here.
 
 import { createReadStream, type Stats } from 'node:fs';
+import { extname } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream';
 import mime from 'mime-types';
@@ -19,20 +20,25 @@ export interface ByteRange {
  */
 export function parseRange(header: string | undefined, size: number): ByteRange | 'unsatisfiable' | null {
   if (!header) return null;
-  const match = /^bytes=\s*(\d*)\s*-\s*(\d*)\s*$/.exec(header.trim());
+  // RFC 9110 14.1: the range unit is compared case-insensitively.
+  const match = /^bytes=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header.trim());
   if (!match) return null;
   const [, first, last] = match;
   if (first === '' && last === '') return null;
   if (first === '') {
-    // Suffix range: the last N bytes.
+    // Suffix range: the last N bytes. RFC 9110 14.1.3: a zero suffix-length is unsatisfiable.
     const suffix = Number(last);
     if (suffix === 0) return 'unsatisfiable';
+    // An empty file has no last byte to name, so there is no range to send: the whole (empty)
+    // file is the answer (a server MAY ignore Range, 14.2) rather than "bytes 0--1/0".
+    if (size === 0) return null;
     return { start: Math.max(0, size - suffix), end: size - 1 };
   }
   const start = Number(first);
-  const end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
+  // RFC 9110 14.1.1: last-pos below first-pos makes the range invalid, and an invalid Range is ignored.
   if (last !== '' && Number(last) < start) return null;
   if (start >= size) return 'unsatisfiable';
+  const end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
   return { start, end };
 }
 
@@ -62,8 +68,13 @@ function ifRangeHolds(header: string | undefined, etag: string, stats: Stats): b
   return Number.isFinite(date) && Math.floor(stats.mtimeMs / 1000) * 1000 === date;
 }
 
+/**
+ * The Content-Type for a file name, from its extension only. mime-types would also look up a bare
+ * name as an extension, so a file called "html" or "json" would be sent as HTML or JSON.
+ */
 export function contentTypeFor(file: string): string {
-  return mime.contentType(file.slice(file.lastIndexOf('/') + 1)) || 'application/octet-stream';
+  const extension = extname(file);
+  return (extension !== '' && mime.contentType(extension)) || 'application/octet-stream';
 }
 
 /** Answers a GET or HEAD for `file`; other methods get 405. Returns the status sent. */
@@ -93,7 +104,8 @@ export function serveStatic(request: IncomingMessage, response: ServerResponse, 
   const size = stats.size;
   let range: ByteRange | 'unsatisfiable' | null = null;
   const ifRange = request.headers['if-range'];
-  if (ifRangeHolds(Array.isArray(ifRange) ? ifRange[0] : ifRange, etag, stats)) range = parseRange(request.headers.range, size);
+  // RFC 9110 14.2: range handling is defined for GET only; a HEAD with Range gets the 200 headers.
+  if (method === 'GET' && ifRangeHolds(Array.isArray(ifRange) ? ifRange[0] : ifRange, etag, stats)) range = parseRange(request.headers.range, size);
   if (range === 'unsatisfiable') {
     response.writeHead(416, { 'Content-Range': `bytes */${size}`, 'Content-Length': '0' });
     response.end();

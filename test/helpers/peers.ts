@@ -217,7 +217,9 @@ export async function startPhpFpm(options: PhpFpmOptions = {}): Promise<Peer> {
   const config = [
     '[global]',
     `pid = ${join(dir.path, 'php-fpm.pid')}`,
-    'error_log = /proc/self/fd/2',
+    // php-fpm cannot open /proc/self/fd/2 when stderr is a socket (Node's pipes are): log to a file,
+    // and -O (force stderr) copies the lines to stderr, where waitForOutput sees them.
+    `error_log = ${join(dir.path, 'php-fpm.log')}`,
     'log_level = notice',
     'daemonize = no',
     '',
@@ -229,7 +231,12 @@ export async function startPhpFpm(options: PhpFpmOptions = {}): Promise<Peer> {
   await writeFile(file, config, { mode: 0o600 });
   const args = ['-F', '-O', '-y', file, ...(isRoot ? ['-R'] : [])];
   const peer = spawnPeer(binary, args, { address, stopSignal: 'SIGQUIT', cleanup: dir.cleanup });
-  await peer.waitForOutput('ready to handle connections');
+  try {
+    await peer.waitForOutput('ready to handle connections');
+  } catch (error) {
+    await peer.stop('SIGKILL');
+    throw error;
+  }
   await waitForListening(address, peer.process);
   return peer;
 }

@@ -1,0 +1,413 @@
+// One php-cgi process: spawned on its own socket, driven through the worker state machine, serving
+// requests over one kept-alive FastCGI connection, stopped by a signal ladder, its exit classified.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { readFileSync, rmSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { FastCGIAbortError, FastCGIConnectionError, WorkerStartError } from '../errors.js';
+import { formatAddress, type Address } from '../fastcgi/address.js';
+import { FastCGIConnection, type ConnectionOptions, type RequestController, type RequestOptions, type ResponseHandler } from '../fastcgi/client.js';
+import type { Logger } from '../log.js';
+import { buildPhpCgiArgs, type PhpBinary } from '../php/binary.js';
+import { isTerminal, transition, type ExitReason, type WorkerState } from './worker-state.js';
+
+export interface WorkerOptions {
+  /** Pool-local sequence number, for logs. */
+  id: number;
+  pool: string;
+  binary: PhpBinary;
+  listen: Address;
+  configFile?: string | null;
+  settings?: Readonly<Record<string, string | number | boolean>>;
+  /** The whole environment of the process (TQServer's own environment is not passed on). */
+  env?: Readonly<Record<string, string>>;
+  cwd?: string;
+  /** How long php-cgi may take to accept connections. Default 10000. */
+  startTimeoutMs?: number;
+  /** How long a stop signal is given before SIGKILL. Default 10000. */
+  stopTimeoutMs?: number;
+  /** How long an aborted request may take to end before the worker is killed. Default 1000. */
+  abortGraceMs?: number;
+  log: Logger;
+  clock?: () => number;
+}
+
+/** What a request looked like, for the status page ("request URI", "script", ...). */
+export interface RequestInfo {
+  method?: string;
+  uri?: string;
+  script?: string;
+  contentLength?: number;
+}
+
+export interface WorkerExit {
+  pid: number;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  reason: ExitReason;
+  /** True when the stop ladder had to end with SIGKILL. */
+  forced: boolean;
+}
+
+export interface WorkerStats {
+  id: number;
+  pid: number;
+  state: WorkerState;
+  /** Where it listens ("unix:/tmp/.../w1.sock", "127.0.0.1:9100"). */
+  address: string;
+  startedAt: number;
+  uptimeMs: number;
+  requests: number;
+  /** Time since the worker last became idle (0 while busy). */
+  idleMs: number;
+  /** Duration of the running request, else of the last one. */
+  requestDurationMs: number;
+  lastRequestMs: number | null;
+  request: RequestInfo | null;
+  rssBytes: number | null;
+}
+
+export class PhpCgiWorker extends EventEmitter {
+  readonly id: number;
+  readonly pool: string;
+  readonly listen: Address;
+  readonly #options: WorkerOptions;
+  readonly #clock: () => number;
+  readonly #log: Logger;
+  #state: WorkerState = 'starting';
+  #child: ChildProcess | null = null;
+  #connection: FastCGIConnection | null = null;
+  #startedAt: number;
+  #idleSince: number;
+  #requests = 0;
+  #requestStartedAt = 0;
+  #lastRequestMs: number | null = null;
+  #request: RequestInfo | null = null;
+  #stopReason: ExitReason | null = null;
+  /** The running (or last) request was aborted by its caller. */
+  #requestAborted = false;
+  #forced = false;
+  /** The state kill() found the worker in, for the log line of a crash. */
+  #killedWhile: WorkerState | null = null;
+  #killTimer: NodeJS.Timeout | null = null;
+  readonly exited: Promise<WorkerExit>;
+  #resolveExited!: (exit: WorkerExit) => void;
+
+  constructor(options: WorkerOptions) {
+    super();
+    this.id = options.id;
+    this.pool = options.pool;
+    this.listen = options.listen;
+    this.#options = options;
+    this.#clock = options.clock ?? Date.now;
+    this.#startedAt = this.#clock();
+    this.#idleSince = this.#startedAt;
+    this.#log = options.log;
+    this.exited = new Promise((resolve) => (this.#resolveExited = resolve));
+  }
+
+  get state(): WorkerState {
+    return this.#state;
+  }
+
+  get pid(): number {
+    return this.#child?.pid ?? 0;
+  }
+
+  get requests(): number {
+    return this.#requests;
+  }
+
+  get idleSince(): number {
+    return this.#idleSince;
+  }
+
+  get startedAt(): number {
+    return this.#startedAt;
+  }
+
+  /** Spawns php-cgi and resolves once it accepts on its socket (state idle); rejects with WorkerStartError. */
+  async start(): Promise<void> {
+    const options = this.#options;
+    const bind = 'path' in this.listen ? this.listen.path : `${this.listen.host}:${this.listen.port}`;
+    const args = buildPhpCgiArgs({ configFile: options.configFile ?? null, bind, settings: options.settings ?? {} });
+    // php-cgi forks children of its own when PHP_FCGI_CHILDREN is set, and exits after 500 requests
+    // unless PHP_FCGI_MAX_REQUESTS says otherwise: one process per worker, recycled by the pool.
+    const env = { ...options.env, PHP_FCGI_CHILDREN: '0', PHP_FCGI_MAX_REQUESTS: '0' };
+    const child = spawn(options.binary.path, args, { env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.#child = child;
+    this.#startedAt = this.#clock();
+    const exitedEarly = new Promise<never>((_, reject) => {
+      child.once('error', (error) => reject(new WorkerStartError(`pool ${this.pool}: cannot run ${options.binary.path}: ${error.message}`, { cause: error })));
+      child.once('exit', (code, signal) =>
+        reject(new WorkerStartError(`pool ${this.pool}: php-cgi exited (${signal ?? `code ${code}`}) before accepting on ${formatAddress(this.listen)}`)),
+      );
+    });
+    exitedEarly.catch(() => {});
+    child.once('exit', (code, signal) => this.#onExit(code, signal));
+    child.once('error', () => this.#onExit(null, null));
+    this.#pipeOutput(child);
+    this.emit('spawned', this);
+    const connecting = this.#connectWhenListening();
+    try {
+      const connection = await Promise.race([connecting, exitedEarly]);
+      if (this.#state !== 'starting') {
+        connection.destroy();
+        throw new WorkerStartError(`pool ${this.pool}: worker was stopped while starting`);
+      }
+      this.#adopt(connection);
+      this.#idleSince = this.#clock();
+      this.#setState('idle');
+    } catch (error) {
+      if (!isTerminal(this.#state) && this.#state !== 'stopping') this.kill('crashed');
+      // A connection that still comes after the race was lost has no worker to serve.
+      connecting.then((late) => late !== this.#connection && late.destroy(), () => {});
+      throw error;
+    }
+  }
+
+  /** Runs one request on this idle worker; the worker is active until its connection is free again. */
+  dispatch(options: RequestOptions, handler: ResponseHandler, info: RequestInfo = {}): RequestController {
+    const connection = this.#connection;
+    if (this.#state !== 'idle' || !connection) throw new Error(`worker ${this.id} (pid ${this.pid}) is ${this.#state}, not idle`);
+    this.#requestAborted = false;
+    const watched: ResponseHandler = {
+      onStdout: (chunk) => handler.onStdout(chunk),
+      onStderr: (chunk) => handler.onStderr(chunk),
+      onEnd: (result) => handler.onEnd(result),
+      onError: (error) => {
+        if (error instanceof FastCGIAbortError) this.#requestAborted = true;
+        handler.onError(error);
+      },
+    };
+    const controller = connection.dispatch(options, watched); // throws before sending anything if it cannot start
+    // A caller whose signal was already aborted got its error and nothing was sent: still idle.
+    if (connection.idle) return controller;
+    this.#setState('active');
+    this.#request = info;
+    this.#requestStartedAt = this.#clock();
+    this.#requests += 1;
+    return controller;
+  }
+
+  /** Retires the worker: at once when idle, after its request when active. */
+  retire(reason: ExitReason): void {
+    if (this.#state === 'active') {
+      this.#stopReason = reason;
+      this.#setState('retiring');
+    } else if (this.#state === 'idle' || this.#state === 'starting') {
+      this.stop(reason);
+    }
+  }
+
+  /**
+   * The stop ladder: SIGTERM (php-cgi finishes a running request, then exits), then SIGKILL after
+   * stopTimeoutMs. Resolves with the exit. Idempotent.
+   */
+  stop(reason: ExitReason): Promise<WorkerExit> {
+    if (isTerminal(this.#state) || this.#state === 'stopping') return this.exited;
+    this.#stopReason ??= reason;
+    this.#setState('stopping');
+    this.#connection?.close();
+    this.#signal('SIGTERM');
+    const stopTimeoutMs = this.#options.stopTimeoutMs ?? 10_000;
+    this.#killTimer = setTimeout(() => {
+      this.#forced = true;
+      this.#log.warn({ pool: this.pool, pid: this.pid, state: this.#state }, `php-cgi did not exit within ${stopTimeoutMs} ms of SIGTERM; sending SIGKILL`);
+      this.#signal('SIGKILL');
+    }, stopTimeoutMs);
+    return this.exited;
+  }
+
+  /**
+   * SIGKILL now (request timeout, abandoned request, failed start, broken connection, a stop past
+   * its grace). A running request fails with `error` (default FCGI_CLIENT_CLOSED). Idempotent.
+   */
+  kill(reason: ExitReason, error?: Error): Promise<WorkerExit> {
+    if (isTerminal(this.#state)) return this.exited;
+    if (this.#state !== 'stopping') {
+      this.#stopReason = reason;
+      this.#killedWhile = this.#state;
+      this.#setState('stopping');
+    }
+    // 'crashed' cleans up a process that already failed (its connection broke, its start failed):
+    // no stop was forced on a healthy one.
+    if (reason !== 'crashed') this.#forced = true;
+    this.#connection?.destroy(error);
+    this.#signal('SIGKILL');
+    return this.exited;
+  }
+
+  /** Resident memory from /proc (Linux), or null where it cannot be read. */
+  rssBytes(): number | null {
+    const pid = this.pid;
+    if (!pid || isTerminal(this.#state)) return null;
+    try {
+      const status = readFileSync(`/proc/${pid}/status`, 'latin1');
+      const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+      return match ? Number(match[1]) * 1024 : null;
+    } catch {
+      return null;
+    }
+  }
+
+  stats(withMemory = false): WorkerStats {
+    const now = this.#clock();
+    const busy = this.#state === 'active' || this.#state === 'retiring';
+    return {
+      id: this.id,
+      pid: this.pid,
+      state: this.#state,
+      address: formatAddress(this.listen),
+      startedAt: this.#startedAt,
+      uptimeMs: now - this.#startedAt,
+      requests: this.#requests,
+      idleMs: this.#state === 'idle' ? now - this.#idleSince : 0,
+      requestDurationMs: busy ? now - this.#requestStartedAt : this.#lastRequestMs ?? 0,
+      lastRequestMs: this.#lastRequestMs,
+      request: this.#request,
+      rssBytes: withMemory ? this.rssBytes() : null,
+    };
+  }
+
+  // ---- internals ----
+
+  #setState(next: WorkerState): void {
+    const previous = this.#state;
+    this.#state = transition(previous, next, `pool ${this.pool} worker ${this.id}`);
+    this.#log.debug({ pool: this.pool, pid: this.pid, worker: this.id, from: previous, to: next }, `worker ${previous} -> ${next}`);
+    this.emit('state', this, previous, next);
+  }
+
+  async #connectWhenListening(): Promise<FastCGIConnection> {
+    const deadline = this.#clock() + (this.#options.startTimeoutMs ?? 10_000);
+    let delayMs = 1;
+    for (;;) {
+      try {
+        // php-cgi serves one connection at a time; the first one that connects is kept for requests.
+        return await FastCGIConnection.connect(this.listen, this.#connectionOptions());
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        if (code !== 'FCGI_CONNECT_REFUSED' || this.#clock() > deadline || this.#state !== 'starting') {
+          throw new WorkerStartError(`pool ${this.pool}: php-cgi pid ${this.pid} did not accept on ${formatAddress(this.listen)}: ${(error as Error).message}`, {
+            cause: error,
+          });
+        }
+        // php-cgi binds within milliseconds of exec; retry quickly, backing off to 8 ms.
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        delayMs = Math.min(delayMs * 2, 8);
+      }
+    }
+  }
+
+  #adopt(connection: FastCGIConnection): void {
+    this.#connection = connection;
+    connection.on('free', () => this.#onRequestDone());
+    connection.on('close', (_: FastCGIConnection, error: Error | null) => {
+      if (this.#connection !== connection || this.#state === 'stopping' || isTerminal(this.#state)) return;
+      if (error === null && this.#requestAborted) {
+        // The aborted request ended within abortGraceMs and the client closed the connection, as it
+        // does after every abort (client.ts, #settleAfterRequest): php-cgi is healthy and back in
+        // accept(), so the worker reconnects instead of being replaced.
+        void this.#reconnect();
+        return;
+      }
+      // The connection is gone but the process may live on (an aborted request that did not end,
+      // or php-cgi dying): it can serve nothing more, so it is killed and the pool replaces it.
+      this.#finishRequestTiming();
+      this.kill(this.#requestAborted || error instanceof FastCGIAbortError ? 'aborted' : 'crashed');
+    });
+  }
+
+  async #reconnect(): Promise<void> {
+    let connection: FastCGIConnection;
+    try {
+      connection = await FastCGIConnection.connect(this.listen, this.#connectionOptions());
+    } catch (error) {
+      if (this.#state === 'active' || this.#state === 'retiring') {
+        this.#log.warn({ pool: this.pool, pid: this.pid, err: (error as Error).message }, `php-cgi pid ${this.pid} took no new connection after an aborted request`);
+        this.kill('aborted');
+      }
+      return;
+    }
+    if (this.#state !== 'active' && this.#state !== 'retiring') {
+      connection.destroy();
+      return;
+    }
+    this.#adopt(connection);
+    this.#onRequestDone();
+  }
+
+  #connectionOptions(): ConnectionOptions {
+    // No read or write timeout: a script may run as long as request_timeout allows, which the pool enforces.
+    return { connectTimeoutMs: 2000, readTimeoutMs: 0, writeTimeoutMs: 0, abortGraceMs: this.#options.abortGraceMs ?? 1000 };
+  }
+
+  #onRequestDone(): void {
+    this.#finishRequestTiming();
+    if (this.#state === 'retiring') {
+      this.stop(this.#stopReason ?? 'recycled');
+      return;
+    }
+    if (this.#state !== 'active') return;
+    this.#idleSince = this.#clock();
+    this.#setState('idle');
+  }
+
+  #finishRequestTiming(): void {
+    if (this.#state === 'active' || this.#state === 'retiring') this.#lastRequestMs = this.#clock() - this.#requestStartedAt;
+  }
+
+  #signal(signal: NodeJS.Signals): void {
+    const child = this.#child;
+    if (child && child.exitCode === null && child.signalCode === null && child.pid) {
+      try {
+        process.kill(child.pid, signal);
+      } catch {
+        // already gone: the exit event follows
+      }
+    }
+  }
+
+  #onExit(code: number | null, signal: NodeJS.Signals | null): void {
+    if (isTerminal(this.#state)) return;
+    if (this.#killTimer) clearTimeout(this.#killTimer);
+    this.#killTimer = null;
+    const pid = this.#child?.pid ?? 0;
+    this.#connection?.destroy(
+      new FastCGIConnectionError('FCGI_PEER_CLOSED', `php-cgi pid ${pid} exited (${signal ?? `code ${code}`}) before ending the request`),
+    );
+    // php-cgi leaves its socket file behind; the next worker gets a new path, so this one goes.
+    if ('path' in this.listen) rmSync(this.listen.path, { force: true });
+    const intended = this.#state === 'stopping' && this.#stopReason !== 'crashed';
+    const reason: ExitReason = intended ? (this.#stopReason ?? 'stopped') : 'crashed';
+    const exit: WorkerExit = { pid, code, signal, reason, forced: this.#forced };
+    if (intended) this.#setState('exited');
+    else {
+      const during = this.#killedWhile ?? this.#state;
+      this.#log.error(
+        { pool: this.pool, pid, state: during, code, signal },
+        `php-cgi pid ${pid} exited unexpectedly (${signal ?? `code ${code}`}) while ${during}`,
+      );
+      this.#setState('crashed');
+    }
+    this.#resolveExited(exit);
+    this.emit('exit', this, exit);
+  }
+
+  #pipeOutput(child: ChildProcess): void {
+    for (const [stream, level] of [
+      [child.stdout, 'info'],
+      [child.stderr, 'warn'],
+    ] as const) {
+      if (!stream) continue;
+      const lines = createInterface({ input: stream, crlfDelay: Infinity });
+      lines.on('line', (line) => {
+        if (line.length === 0) return;
+        const text = line.length > 8192 ? `${line.slice(0, 8192)}... (${line.length} chars)` : line;
+        this.#log[level]({ pool: this.pool, pid: child.pid, stream: level === 'info' ? 'stdout' : 'stderr' }, text);
+      });
+    }
+  }
+}
