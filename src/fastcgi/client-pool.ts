@@ -2,7 +2,7 @@
 // time, and a FIFO wait queue with a length limit and a timeout when every connection is busy.
 
 import { EventEmitter } from 'node:events';
-import { FastCGIAbortError, FastCGIUnavailableError } from '../errors.js';
+import { FastCGIUnavailableError } from '../errors.js';
 import { definedOnly } from '../util.js';
 import { formatAddress, toAddress, type Address } from './address.js';
 import {
@@ -12,6 +12,7 @@ import {
   type RequestController,
   type RequestOptions,
   type ResponseHandler,
+  toAbortError,
 } from './client.js';
 
 export interface ClientOptions extends ConnectionOptions {
@@ -42,6 +43,8 @@ class PooledRequest implements RequestController {
   inner: RequestController | null = null;
   done = false;
   timer: NodeJS.Timeout | null = null;
+  /** Stops listening to the caller's AbortSignal while queued (the connection listens once it runs). */
+  detachSignal: (() => void) | null = null;
   readonly #client: FastCGIClient;
 
   constructor(client: FastCGIClient, options: RequestOptions, handler: ResponseHandler) {
@@ -60,7 +63,7 @@ class PooledRequest implements RequestController {
 
   abort(reason?: unknown): void {
     if (this.inner) this.inner.abort(reason);
-    else this.#client.dropWaiter(this, reason instanceof Error ? reason : new FastCGIAbortError(reason === undefined ? undefined : `request aborted while queued: ${String(reason)}`));
+    else this.#client.dropWaiter(this, toAbortError(reason));
   }
 
   resume(): void {
@@ -75,9 +78,12 @@ export class FastCGIClient extends EventEmitter {
   readonly #all = new Set<FastCGIConnection>();
   readonly #idleSince = new Map<FastCGIConnection, number>();
   readonly #queue: PooledRequest[] = [];
+  /** Requests waiting for a connection being opened for them. */
+  readonly #opening = new Set<PooledRequest>();
   #connecting = 0;
   #requests = 0;
   #closed = false;
+  #destroyed = false;
   #sweeper: NodeJS.Timeout | null = null;
   #closedWaiters: Array<() => void> = [];
 
@@ -113,6 +119,11 @@ export class FastCGIClient extends EventEmitter {
       this.#fail(pooled, new FastCGIUnavailableError('FCGI_CLIENT_CLOSED', `client for ${formatAddress(this.address)} is closed`));
       return pooled;
     }
+    const signal = options.signal;
+    if (signal?.aborted) {
+      this.#fail(pooled, toAbortError(signal.reason));
+      return pooled;
+    }
     if (this.#tryStart(pooled)) return pooled;
     if (this.#queue.length >= this.#options.maxQueue) {
       this.#fail(
@@ -122,6 +133,12 @@ export class FastCGIClient extends EventEmitter {
       return pooled;
     }
     this.#queue.push(pooled);
+    if (signal) {
+      // A caller that gives up while queued leaves the queue at once; nothing was sent.
+      const onAbort = () => pooled.abort(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      pooled.detachSignal = () => signal.removeEventListener('abort', onAbort);
+    }
     if (this.#options.queueTimeoutMs > 0) {
       pooled.timer = setTimeout(() => {
         this.dropWaiter(
@@ -159,15 +176,29 @@ export class FastCGIClient extends EventEmitter {
     });
   }
 
-  /** Immediate: fails queued and running requests and drops every connection. */
+  /** Immediate: fails queued, connecting and running requests and drops every connection. */
   destroy(error?: Error): void {
     this.#closed = true;
+    this.#destroyed = true;
     if (this.#sweeper) clearInterval(this.#sweeper);
     this.#sweeper = null;
     const reason = error ?? new FastCGIUnavailableError('FCGI_CLIENT_CLOSED', `client for ${formatAddress(this.address)} was destroyed`);
     for (const waiter of this.#queue.splice(0)) this.#fail(waiter, reason);
+    for (const waiter of this.#opening) this.#fail(waiter, reason);
     for (const connection of [...this.#all]) connection.destroy(reason);
     this.#checkClosed();
+  }
+
+  /**
+   * Fails every queued request with `error` now, e.g. when the upstream is known to be down and
+   * they would only wait for their queue timeout. Nothing was sent for them; running requests go
+   * on. Returns how many were failed.
+   */
+  failQueued(error: Error): number {
+    const waiters = this.#queue.splice(0);
+    for (const waiter of waiters) this.#fail(waiter, error);
+    this.#checkClosed();
+    return waiters.length;
   }
 
   /** @internal Removes a queued request and fails it. */
@@ -176,6 +207,11 @@ export class FastCGIClient extends EventEmitter {
     if (index >= 0) this.#queue.splice(index, 1);
     this.#fail(pooled, error);
     this.#checkClosed();
+  }
+
+  /** True when a request could start now: a connection is idle or another may be opened. */
+  #hasCapacity(): boolean {
+    return this.#idle.length > 0 || this.#all.size + this.#connecting < this.#options.maxConns;
   }
 
   #tryStart(pooled: PooledRequest): boolean {
@@ -194,15 +230,23 @@ export class FastCGIClient extends EventEmitter {
 
   #open(pooled: PooledRequest): void {
     this.#connecting += 1;
+    this.#opening.add(pooled);
     FastCGIConnection.connect(this.address, this.#options).then(
       (connection) => {
         this.#connecting -= 1;
+        this.#opening.delete(pooled);
+        if (this.#destroyed) {
+          connection.destroy();
+          this.#checkClosed();
+          return;
+        }
         this.#adopt(connection);
         if (pooled.done) this.#release(connection);
         else this.#run(pooled, connection);
       },
       (error: Error) => {
         this.#connecting -= 1;
+        this.#opening.delete(pooled);
         this.#fail(pooled, error);
         // Others may be waiting for a slot this attempt held.
         this.#pump();
@@ -227,13 +271,19 @@ export class FastCGIClient extends EventEmitter {
   #run(pooled: PooledRequest, connection: FastCGIConnection): void {
     if (pooled.timer) clearTimeout(pooled.timer);
     pooled.timer = null;
+    pooled.detachSignal?.();
+    pooled.detachSignal = null;
     this.#requests += 1;
     try {
       pooled.inner = connection.dispatch(pooled.options, pooled.handler);
     } catch (error) {
       // Nothing was sent (busy, closed, or params over the limit).
       this.#fail(pooled, error as Error);
-      if (connection.idle) this.#release(connection);
+    }
+    // A connection still idle did not take the request (it failed before anything was sent).
+    if (connection.idle) {
+      pooled.done = true;
+      this.#release(connection);
     }
   }
 
@@ -251,15 +301,12 @@ export class FastCGIClient extends EventEmitter {
     this.#idleSince.set(connection, Date.now());
   }
 
-  /** Starts queued requests while capacity allows (after a connection closed or a connect failed). */
+  /**
+   * Starts queued requests while capacity allows (after a connection closed or a connect failed).
+   * Also after close(): queued requests still run, on new connections if theirs went away.
+   */
   #pump(): void {
-    while (this.#queue.length > 0 && !this.#closed) {
-      if (!this.#tryStart(this.#queue[0]!)) return;
-      this.#queue.shift();
-    }
-    if (this.#closed) {
-      while (this.#queue.length > 0 && this.#idle.length > 0) this.#run(this.#queue.shift()!, this.#idle.pop()!);
-    }
+    while (this.#queue.length > 0 && this.#hasCapacity()) this.#tryStart(this.#queue.shift()!);
   }
 
   #sweepIdle(): void {
@@ -279,6 +326,8 @@ export class FastCGIClient extends EventEmitter {
     pooled.done = true;
     if (pooled.timer) clearTimeout(pooled.timer);
     pooled.timer = null;
+    pooled.detachSignal?.();
+    pooled.detachSignal = null;
     pooled.handler.onError(error);
   }
 

@@ -113,6 +113,8 @@ class ActiveRequest implements RequestController {
   started = false;
   bodySent = false;
   finished = false;
+  /** FCGI_ABORT_REQUEST went out: the connection must not carry another request (see abortRequest). */
+  abortSent = false;
   stdoutBytes = 0;
   stderrBytes = 0;
   paused = false;
@@ -218,6 +220,13 @@ export class FastCGIConnection extends EventEmitter {
     }
     const params = measureParams(options.params, this.#options.maxParamsBytes);
     const request = new ActiveRequest(this, handler, options, this.#options);
+    const signal = options.signal;
+    if (signal?.aborted) {
+      // Nothing is sent for a request its caller gave up on before it started; the connection stays idle.
+      request.finished = true;
+      this.#safeCall(() => handler.onError(toAbortError(signal.reason)));
+      return request;
+    }
     this.#active = request;
     this.#state = 'busy';
     this.#armTimer(request);
@@ -232,31 +241,21 @@ export class FastCGIConnection extends EventEmitter {
     if (inline) {
       request.bodySent = true;
       if (!this.#socket.write(head)) this.#waitDrain(request);
-    } else if (inMemory) {
-      const parts: Buffer[] = [head];
-      frameStream(RecordType.Stdin, REQUEST_ID, bytes, parts);
-      parts.push(encodeStreamEnd(RecordType.Stdin, REQUEST_ID));
-      this.#writeAll(parts);
-      request.bodySent = true;
-      if (this.#socket.writableNeedDrain) this.#waitDrain(request);
     } else {
       this.#socket.write(head);
-      this.#pumpBody(request, body as Readable | AsyncIterable<Buffer | string>);
+      // A large in-memory body goes out piece by piece like a stream, so the write timeout measures
+      // the peer's progress: one write of the whole body drains only once all of it was taken.
+      this.#pumpBody(request, inMemory ? bytes : (body as Readable | AsyncIterable<Buffer | string>));
     }
 
-    const signal = options.signal;
-    if (signal) {
-      if (signal.aborted) {
-        request.abort(signal.reason);
-      } else {
-        const onAbort = () => request.abort(signal.reason);
-        signal.addEventListener('abort', onAbort, { once: true });
-        const previous = request.cleanup;
-        request.cleanup = () => {
-          previous?.();
-          signal.removeEventListener('abort', onAbort);
-        };
-      }
+    if (signal && !request.finished) {
+      const onAbort = () => request.abort(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      const previous = request.cleanup;
+      request.cleanup = () => {
+        previous?.();
+        signal.removeEventListener('abort', onAbort);
+      };
     }
     return request;
   }
@@ -268,8 +267,9 @@ export class FastCGIConnection extends EventEmitter {
 
   /**
    * FCGI_GET_VALUES (spec 4.1): asks for FCGI_MAX_CONNS, FCGI_MAX_REQS and FCGI_MPXS_CONNS by
-   * default. Only on an idle connection. php-fpm closes the connection after answering (php bug
-   * #76922), so use a connection of its own for this.
+   * default. Only on an idle connection. The answer holds only the names the peer knows: php-fpm
+   * 8.2 answers FCGI_MPXS_CONNS alone, php-cgi 8.2 all three. Both keep the connection open
+   * afterwards, but older PHP closed it (php bug #76922), so prefer a connection of its own.
    */
   getValues(names: readonly string[] = ['FCGI_MAX_CONNS', 'FCGI_MAX_REQS', 'FCGI_MPXS_CONNS']): Promise<Map<string, string>> {
     if (this.#state !== 'idle' || this.#pendingValues) {
@@ -308,9 +308,10 @@ export class FastCGIConnection extends EventEmitter {
   /** @internal */
   abortRequest(request: ActiveRequest, reason?: unknown): void {
     if (request !== this.#active || request.finished || this.#state !== 'busy') return;
-    const error = reason instanceof FastCGIAbortError ? reason : new FastCGIAbortError(abortMessage(reason), { cause: reason });
+    const error = toAbortError(reason);
     this.#completeRequest(request);
     this.#safeCall(() => request.handler.onError(error));
+    request.abortSent = true;
     if (!request.bodySent) {
       // The peer may be blocked reading a body that will never come: it cannot finish this request.
       this.#socket.write(encodeAbortRequest(REQUEST_ID));
@@ -318,7 +319,8 @@ export class FastCGIConnection extends EventEmitter {
       return;
     }
     // Spec 5.4: the application answers FCGI_ABORT_REQUEST with END_REQUEST. php-fpm and php-cgi
-    // ignore it (php bug #76419), so wait a short while for the script to end, discarding output.
+    // ignore it while the script runs (php bug #76419), so wait a short while for the script to end,
+    // discarding output; the connection then closes (see #settleAfterRequest).
     this.#state = 'draining';
     this.#socket.write(encodeAbortRequest(REQUEST_ID));
     this.#socket.resume();
@@ -357,7 +359,7 @@ export class FastCGIConnection extends EventEmitter {
     }
   }
 
-  #pumpBody(request: ActiveRequest, body: Readable | AsyncIterable<Buffer | string>): void {
+  #pumpBody(request: ActiveRequest, body: Buffer | Readable | AsyncIterable<Buffer | string>): void {
     const writeChunk = (chunk: Buffer | string): boolean => {
       const data = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
       if (data.length === 0) return true;
@@ -380,6 +382,33 @@ export class FastCGIConnection extends EventEmitter {
       request.abort(new FastCGIAbortError(`request body failed: ${errorText(error)}`, { cause: error }));
     };
 
+    const addCleanup = (fn: () => void) => {
+      const previous = request.cleanup;
+      request.cleanup = () => {
+        previous?.();
+        fn();
+      };
+    };
+
+    if (Buffer.isBuffer(body)) {
+      let offset = 0;
+      const writeMore = () => {
+        while (offset < body.length) {
+          if (request.finished || this.#active !== request) return;
+          const piece = body.subarray(offset, offset + BODY_PIECE_BYTES);
+          offset += piece.length;
+          if (!writeChunk(piece)) {
+            this.once('writable', writeMore);
+            return;
+          }
+        }
+        finishBody();
+      };
+      addCleanup(() => this.off('writable', writeMore));
+      writeMore();
+      return;
+    }
+
     if (body instanceof Readable) {
       // Data events rather than async iteration: leaving a loop early would destroy the caller's stream.
       const onData = (chunk: Buffer | string) => {
@@ -401,23 +430,33 @@ export class FastCGIConnection extends EventEmitter {
       body.once('end', onEnd);
       body.once('error', onError);
       body.once('close', onClose);
-      const previous = request.cleanup;
-      request.cleanup = () => {
-        previous?.();
+      addCleanup(() => {
         body.off('data', onData);
         body.off('end', onEnd);
         body.off('error', onError);
         body.off('close', onClose);
         this.off('writable', onWritable);
-      };
+      });
       return;
     }
 
+    // Wakes the loop below when the socket drains, or when the request ends meanwhile, so the loop
+    // leaves (closing the caller's iterator) instead of waiting forever for a drain that never comes.
+    let wake: (() => void) | null = null;
+    const onWritable = () => wake?.();
+    this.on('writable', onWritable);
+    addCleanup(() => {
+      this.off('writable', onWritable);
+      wake?.();
+    });
     void (async () => {
       try {
         for await (const chunk of body) {
           if (request.finished) return;
-          if (!writeChunk(chunk)) await new Promise<void>((resolve) => this.once('writable', resolve));
+          if (!writeChunk(chunk)) {
+            await new Promise<void>((resolve) => (wake = resolve));
+            wake = null;
+          }
           if (request.finished) return;
         }
         finishBody();
@@ -521,13 +560,18 @@ export class FastCGIConnection extends EventEmitter {
     this.#settleAfterRequest(request);
   }
 
-  /** After END_REQUEST: the connection is reusable only if the peer keeps it and the whole body went out. */
+  /**
+   * After END_REQUEST: the connection is reusable only if the peer keeps it, the whole body went out
+   * and no FCGI_ABORT_REQUEST is pending. PHP (main/fastcgi.c) reads an ABORT_REQUEST that arrived
+   * while the script ran as the first record of the next request and closes the connection, so a
+   * request sent after it would be lost (measured with php-cgi and php-fpm 8.2).
+   */
   #settleAfterRequest(request: ActiveRequest): void {
     if (this.#drainTimer) clearTimeout(this.#drainTimer);
     this.#drainTimer = null;
     this.#active = null;
     if (this.#state === 'closed') return;
-    if (!request.keepConn || !request.bodySent || this.#closeWhenIdle) {
+    if (!request.keepConn || !request.bodySent || request.abortSent || this.#closeWhenIdle) {
       this.#finishClose(null);
       this.#socket.end();
       return;
@@ -704,16 +748,27 @@ function connectError(target: Address, error: NodeJS.ErrnoException): TQServerEr
   if (error.code === 'ECONNREFUSED' || error.code === 'ENOENT') {
     return new FastCGIConnectionError('FCGI_CONNECT_REFUSED', `connect to ${where} refused (${error.code}): is the FastCGI peer running?`, { cause: error });
   }
+  if (error.code === 'EAGAIN' && 'path' in target) {
+    // Linux fails a unix-socket connect at once when the listen backlog is full (TCP waits instead).
+    return new FastCGIConnectionError(
+      'FCGI_CONNECTION_ERROR',
+      `connect to ${where} failed (EAGAIN): its listen backlog is full; the peer is not accepting connections (all its processes busy?)`,
+      { cause: error },
+    );
+  }
   return new FastCGIConnectionError('FCGI_CONNECTION_ERROR', `connect to ${where} failed: ${error.message}`, { cause: error });
 }
 
-function abortMessage(reason: unknown): string {
-  if (reason === undefined) return 'request aborted by the caller';
-  return `request aborted by the caller: ${errorText(reason)}`;
+/** The caller's abort reason (an AbortSignal's reason, anything given to abort()) as FCGI_REQUEST_ABORTED. */
+export function toAbortError(reason?: unknown): FastCGIAbortError {
+  if (reason instanceof FastCGIAbortError) return reason;
+  if (reason === undefined) return new FastCGIAbortError();
+  return new FastCGIAbortError(`request aborted by the caller: ${errorText(reason)}`, { cause: reason });
 }
-
 
 
 /** Bodies up to this size are copied into the head buffer so the request is one socket write. */
 const INLINE_BODY_BYTES = 16 * 1024;
+/** Larger in-memory bodies are written in pieces of this size, each waiting for the socket to drain. */
+const BODY_PIECE_BYTES = 64 * 1024;
 const EMPTY = Buffer.alloc(0);
