@@ -211,7 +211,7 @@ describe('connect failures', () => {
     const response = client.request({ params: phpParams('hello.php') });
     const error = await rejection(response.done);
     assert.equal((error as TQServerError).code, 'FCGI_CONNECT_REFUSED');
-    assert.deepEqual(client.stats, { open: 0, idle: 0, busy: 0, connecting: 0, queued: 0, requests: 0 });
+    assert.deepEqual(client.stats, { open: 0, idle: 0, busy: 0, connecting: 0, queued: 0, requests: 0, retries: 0 });
   });
 
   test('FCGI_CONNECT_TIMEOUT: the peer accept queue is full (php-cgi busy, PHP_FCGI_BACKLOG=0)', LIMIT, async () => {

@@ -8,7 +8,7 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 import { FastCGIAbortError, FastCGIUnavailableError, type TQServerError } from '../src/errors.js';
 import { FastCGIClient, type ClientOptions, type EndResult, type RequestController, type RequestOptions } from '../src/fastcgi/index.js';
 import type { Peer } from './helpers/peers.js';
-import { cgi, phpParams, rejection, startFpm, waitFor } from './client-support.js';
+import { cgi, phpParams, rejection, releasesSettled, startFpm, waitFor } from './client-support.js';
 
 /** Every test fails rather than hangs: nothing here should take more than a few seconds. */
 const LIMIT = { timeout: 20_000 };
@@ -101,7 +101,8 @@ describe('limits', () => {
     assert.equal(maxConnections, CHILDREN);
     assert.equal(maxQueued, 64 - CHILDREN, 'the rest waited in our queue, not in the listen backlog');
     assert.ok(pids.size <= CHILDREN, `served by ${pids.size} processes`);
-    assert.deepEqual(client.stats, { open: CHILDREN, idle: CHILDREN, busy: 0, connecting: 0, queued: 0, requests: 64 });
+    await releasesSettled();
+    assert.deepEqual(client.stats, { open: CHILDREN, idle: CHILDREN, busy: 0, connecting: 0, queued: 0, requests: 64, retries: 0 });
   });
 
   test('FCGI_QUEUE_FULL past maxQueue, typed, before anything is sent', LIMIT, async (t) => {
@@ -194,7 +195,7 @@ describe('limits', () => {
     const error = await rejection(request.done);
     assert.equal((error as TQServerError).code, 'FCGI_REQUEST_ABORTED');
     assert.equal(request.controller.started, false);
-    assert.deepEqual(client.stats, { open: 0, idle: 0, busy: 0, connecting: 0, queued: 0, requests: 0 });
+    assert.deepEqual(client.stats, { open: 0, idle: 0, busy: 0, connecting: 0, queued: 0, requests: 0, retries: 0 });
   });
 });
 
@@ -217,7 +218,7 @@ describe('lifecycle', () => {
     for (const request of [...running, ...queued]) assert.match(cgi((await request.done).stdout).body, /^\d+\nslept/);
     await closing;
     assert.equal(closedEvent, true);
-    assert.deepEqual(client.stats, { open: 0, idle: 0, busy: 0, connecting: 0, queued: 0, requests: CHILDREN + 2 });
+    assert.deepEqual(client.stats, { open: 0, idle: 0, busy: 0, connecting: 0, queued: 0, requests: CHILDREN + 2, retries: 0 });
     // The connections really are gone: every php-fpm child is free for a new client at once.
     const next = clientFor(t);
     const pids = await Promise.all(Array.from({ length: CHILDREN }, () => dispatch(next, busy(50)).done.then(({ stdout }) => pidOf(stdout))));
@@ -237,7 +238,7 @@ describe('lifecycle', () => {
       assert.ok(error instanceof FastCGIUnavailableError);
       assert.equal(error.code, 'FCGI_CLIENT_CLOSED');
     }
-    assert.deepEqual(client.stats, { open: 0, idle: 0, busy: 0, connecting: 0, queued: 0, requests: 2 });
+    assert.deepEqual(client.stats, { open: 0, idle: 0, busy: 0, connecting: 0, queued: 0, requests: 2, retries: 0 });
     client.destroy(); // idempotent
   });
 
@@ -250,7 +251,7 @@ describe('lifecycle', () => {
     client.destroy(reason);
     assert.equal(await rejection(request.done), reason);
     await waitFor('the pending connect to settle', () => client.stats.connecting === 0);
-    assert.deepEqual(client.stats, { open: 0, idle: 0, busy: 0, connecting: 0, queued: 0, requests: 0 });
+    assert.deepEqual(client.stats, { open: 0, idle: 0, busy: 0, connecting: 0, queued: 0, requests: 0, retries: 0 });
   });
 
   test('close() still runs queued requests when their connection goes away (regression)', LIMIT, async (t) => {
@@ -293,6 +294,7 @@ describe('idle connections closed by the peer', () => {
   /** Fills the client with CHILDREN idle connections; returns the pids of the children they pin. */
   async function fillIdle(client: FastCGIClient): Promise<Set<number>> {
     const responses = await Promise.all(Array.from({ length: CHILDREN }, () => dispatch(client, busy(30)).done));
+    await releasesSettled();
     assert.equal(client.stats.idle, CHILDREN);
     return new Set(responses.map(({ stdout }) => pidOf(stdout)));
   }
@@ -325,5 +327,37 @@ describe('idle connections closed by the peer', () => {
     assert.equal(result.protocolStatus, 0);
     assert.ok(!pids.has(pidOf(stdout)), 'served by a child of the new master');
     assert.equal(client.stats.open, 1);
+  });
+});
+
+describe('a peer that closes kept-alive connections after each request (php-fpm pm.max_requests = 1)', () => {
+  let recycling: Peer;
+
+  before(async () => {
+    recycling = await startFpm({ pool: { 'pm.max_children': '2', 'pm.max_requests': '1' } });
+  });
+
+  after(async () => {
+    await recycling.stop();
+  });
+
+  test('GETs sent on a connection its child just closed are sent again on a fresh one: none fails', LIMIT, async (t) => {
+    const client = new FastCGIClient({ address: recycling.address, maxConns: 2 });
+    t.after(() => client.destroy());
+    const results = await Promise.allSettled(Array.from({ length: 60 }, () => dispatch(client, { params: phpParams('hello.php') }).done));
+    assert.deepEqual(results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason)), []);
+  });
+
+  test('maxRequestsPerConnection: a connection is closed after its last request, so POST bodies are never lost', LIMIT, async (t) => {
+    const client = new FastCGIClient({ address: recycling.address, maxConns: 2, maxRequestsPerConnection: 1 });
+    t.after(() => client.destroy());
+    const post = (i: number) =>
+      dispatch(client, {
+        params: phpParams('echo.php', { REQUEST_METHOD: 'POST', CONTENT_LENGTH: String(String(i).length) }),
+        body: String(i),
+      }).done;
+    const results = await Promise.allSettled(Array.from({ length: 60 }, (_, i) => post(i)));
+    assert.deepEqual(results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason)), []);
+    assert.equal(client.stats.retries, 0, 'nothing needed sending twice');
   });
 });

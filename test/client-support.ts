@@ -129,3 +129,11 @@ export function liveBufferBytes(): number {
   collectGarbage();
   return process.memoryUsage().arrayBuffers;
 }
+
+/**
+ * Resolves after the client pool has put connections freed by the requests just ended back into
+ * its idle list (it does so one event-loop turn after END_REQUEST, to see a peer's FIN first).
+ */
+export function releasesSettled(): Promise<void> {
+  return new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+}

@@ -25,6 +25,12 @@ export interface ClientOptions extends ConnectionOptions {
   maxQueue?: number;
   /** How long a request may wait for a connection; past it FCGI_QUEUE_TIMEOUT. 0 waits as long as it takes. Default 0. */
   queueTimeoutMs?: number;
+  /**
+   * Close a connection after it has carried this many requests (set it to php-fpm's
+   * pm.max_requests: a child closes its connection after its last request, and a request sent in
+   * that moment would be lost). 0 never. Default 0.
+   */
+  maxRequestsPerConnection?: number;
 }
 
 export interface ClientStats {
@@ -34,6 +40,17 @@ export interface ClientStats {
   connecting: number;
   queued: number;
   requests: number;
+  /** Requests sent again on a fresh connection after a kept-alive one turned out to be closed. */
+  retries: number;
+}
+
+/** Errors that mean the peer closed a connection, as opposed to refusing or timing out. */
+const STALE_CONNECTION_ERRORS = new Set(['FCGI_PEER_CLOSED', 'FCGI_CONNECTION_ERROR']);
+
+/** True for a request body that holds no bytes at all (nothing of it can have been consumed). */
+function hasNoBody(options: RequestOptions): boolean {
+  const body = options.body;
+  return body === undefined || body === null || ((typeof body === 'string' || Buffer.isBuffer(body)) && body.length === 0);
 }
 
 /** The controller a caller holds while its request waits in the queue, then while it runs. */
@@ -42,6 +59,8 @@ class PooledRequest implements RequestController {
   readonly handler: ResponseHandler;
   inner: RequestController | null = null;
   done = false;
+  /** Already sent again once after a stale connection. */
+  retried = false;
   timer: NodeJS.Timeout | null = null;
   /** Stops listening to the caller's AbortSignal while queued (the connection listens once it runs). */
   detachSignal: (() => void) | null = null;
@@ -73,7 +92,7 @@ class PooledRequest implements RequestController {
 
 export class FastCGIClient extends EventEmitter {
   readonly address: Address;
-  readonly #options: ClientOptions & Required<Pick<ClientOptions, 'maxConns' | 'idleTimeoutMs' | 'maxQueue' | 'queueTimeoutMs'>>;
+  readonly #options: ClientOptions & Required<Pick<ClientOptions, 'maxConns' | 'idleTimeoutMs' | 'maxQueue' | 'queueTimeoutMs' | 'maxRequestsPerConnection'>>;
   readonly #idle: FastCGIConnection[] = [];
   readonly #all = new Set<FastCGIConnection>();
   readonly #idleSince = new Map<FastCGIConnection, number>();
@@ -82,6 +101,9 @@ export class FastCGIClient extends EventEmitter {
   readonly #opening = new Set<PooledRequest>();
   #connecting = 0;
   #requests = 0;
+  #retries = 0;
+  /** Slots held for requests being sent again: the dead connection's slot goes to them, not the queue. */
+  #heldForRetry = 0;
   #closed = false;
   #destroyed = false;
   #sweeper: NodeJS.Timeout | null = null;
@@ -90,7 +112,15 @@ export class FastCGIClient extends EventEmitter {
   constructor(options: ClientOptions) {
     super();
     this.address = toAddress(options.address);
-    this.#options = { maxConns: 8, idleTimeoutMs: 60_000, maxQueue: 1024, queueTimeoutMs: 0, ...definedOnly(options), address: options.address };
+    this.#options = {
+      maxConns: 8,
+      idleTimeoutMs: 60_000,
+      maxQueue: 1024,
+      queueTimeoutMs: 0,
+      maxRequestsPerConnection: 0,
+      ...definedOnly(options),
+      address: options.address,
+    };
     if (!(this.#options.maxConns >= 1)) throw new RangeError(`maxConns must be at least 1, got ${this.#options.maxConns}`);
     if (this.#options.idleTimeoutMs > 0) {
       this.#sweeper = setInterval(() => this.#sweepIdle(), Math.max(250, this.#options.idleTimeoutMs / 2));
@@ -106,6 +136,7 @@ export class FastCGIClient extends EventEmitter {
       connecting: this.#connecting,
       queued: this.#queue.length,
       requests: this.#requests,
+      retries: this.#retries,
     };
   }
 
@@ -211,7 +242,12 @@ export class FastCGIClient extends EventEmitter {
 
   /** True when a request could start now: a connection is idle or another may be opened. */
   #hasCapacity(): boolean {
-    return this.#idle.length > 0 || this.#all.size + this.#connecting < this.#options.maxConns;
+    return this.#idle.length > 0 || this.#canOpen();
+  }
+
+  /** Room for one more connection, slots held for retries counted as taken. */
+  #canOpen(): boolean {
+    return this.#all.size + this.#connecting + this.#heldForRetry < this.#options.maxConns;
   }
 
   #tryStart(pooled: PooledRequest): boolean {
@@ -221,7 +257,7 @@ export class FastCGIClient extends EventEmitter {
       this.#run(pooled, connection);
       return true;
     }
-    if (this.#all.size + this.#connecting < this.#options.maxConns) {
+    if (this.#canOpen()) {
       this.#open(pooled);
       return true;
     }
@@ -257,7 +293,9 @@ export class FastCGIClient extends EventEmitter {
 
   #adopt(connection: FastCGIConnection): void {
     this.#all.add(connection);
-    connection.on('free', () => this.#release(connection));
+    // The next request goes out a turn later: a peer that closes after its last request (php-fpm
+    // at pm.max_requests) sends its FIN right behind END_REQUEST, and this lets it be seen first.
+    connection.on('free', () => setImmediate(() => this.#release(connection)));
     connection.on('close', () => {
       this.#all.delete(connection);
       this.#idleSince.delete(connection);
@@ -274,8 +312,38 @@ export class FastCGIClient extends EventEmitter {
     pooled.detachSignal?.();
     pooled.detachSignal = null;
     this.#requests += 1;
+    const reused = connection.requestsServed > 0;
+    let answered = false;
+    const handler = pooled.handler;
+    // A kept-alive connection the peer closed before reading our request: if nothing came back and
+    // the request has no body (nothing of it can have been consumed), send it once more on a fresh
+    // connection. A request with a body is never replayed.
+    const watched: ResponseHandler = {
+      onStdout: (chunk) => {
+        answered = true;
+        return handler.onStdout(chunk);
+      },
+      onStderr: (chunk) => {
+        answered = true;
+        handler.onStderr(chunk);
+      },
+      onEnd: (result) => handler.onEnd(result),
+      onError: (error) => {
+        const code = (error as { code?: string }).code ?? '';
+        if (reused && !answered && !pooled.retried && !pooled.done && !this.#destroyed && STALE_CONNECTION_ERRORS.has(code) && hasNoBody(pooled.options)) {
+          pooled.retried = true;
+          pooled.inner = null;
+          this.#retries += 1;
+          this.#heldForRetry += 1;
+          // After the dead connection's close event has freed its slot.
+          queueMicrotask(() => this.#retry(pooled));
+          return;
+        }
+        handler.onError(error);
+      },
+    };
     try {
-      pooled.inner = connection.dispatch(pooled.options, pooled.handler);
+      pooled.inner = connection.dispatch(pooled.options, watched);
     } catch (error) {
       // Nothing was sent (busy, closed, or params over the limit).
       this.#fail(pooled, error as Error);
@@ -287,7 +355,26 @@ export class FastCGIClient extends EventEmitter {
     }
   }
 
+  /** Sends a request again, on a newly opened connection if the limit allows, else first in line. */
+  #retry(pooled: PooledRequest): void {
+    this.#heldForRetry -= 1;
+    if (pooled.done) return;
+    if (this.#destroyed) {
+      this.#fail(pooled, new FastCGIUnavailableError('FCGI_CLIENT_CLOSED', `client for ${formatAddress(this.address)} was destroyed`));
+      return;
+    }
+    // The slot this request held is free again (the dead connection is gone).
+    if (this.#all.size + this.#connecting + this.#heldForRetry < this.#options.maxConns) this.#open(pooled);
+    else this.#queue.unshift(pooled);
+  }
+
   #release(connection: FastCGIConnection): void {
+    if (connection.state !== 'idle') return; // closed while its release was deferred
+    const limit = this.#options.maxRequestsPerConnection;
+    if (limit > 0 && connection.requestsServed >= limit) {
+      connection.close();
+      return;
+    }
     if (this.#closed && this.#queue.length === 0) {
       connection.close();
       return;
