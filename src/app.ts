@@ -2,22 +2,21 @@
 // server; stop them all gracefully. Nothing else builds components from config.
 
 import type { AppConfig, Config } from './config/load.js';
-import type { Backend } from './backend.js';
-import { ConfigValueError } from './errors.js';
+import type { Backend, PoolStatus } from './backend.js';
 import { formatAddress } from './fastcgi/address.js';
+import { FpmBackend } from './fpm/fpm-backend.js';
 import type { FastCGIServer } from './fastcgi/server.js';
 import { createFastCGIFront } from './fastcgi-front.js';
 import { HttpFront, type AdminHandler, type HttpApp } from './http/server.js';
 import type { Logger } from './log.js';
 import { detectPhp } from './php/binary.js';
-import { WorkerPool, type PoolStats } from './supervisor/worker-pool.js';
-import type { WorkerStats } from './supervisor/worker.js';
+import { PhpCgiBackend } from './supervisor/php-cgi-backend.js';
+import { WorkerPool } from './supervisor/worker-pool.js';
 import { createAdminHandler } from './observe/admin.js';
 import { VERSION } from './version.js';
 
 export interface AppRuntime {
   config: AppConfig;
-  pool: WorkerPool;
   backend: Backend;
   fastcgi: FastCGIServer | null;
 }
@@ -25,15 +24,9 @@ export interface AppRuntime {
 export interface ServerSnapshot {
   version: string;
   startTime: number;
-  pools: Array<{ app: AppConfig; stats: PoolStats; workers: WorkerStats[] }>;
+  pools: Array<{ app: AppConfig; status: PoolStatus }>;
 }
 
-/** php-cgi settings TQServer applies unless the app sets them itself. */
-const SAFE_DEFAULT_SETTINGS = {
-  // ARCHITECTURE: php-cgi's own path-info handling is still open to the CVE-2019-11043 class; the
-  // front computes SCRIPT_FILENAME and PATH_INFO itself.
-  'cgi.fix_pathinfo': '0',
-} as const;
 
 export class TQServer {
   readonly config: Config;
@@ -42,6 +35,8 @@ export class TQServer {
   readonly #log: Logger;
   readonly #startTime = Date.now();
   #stopping: Promise<void> | null = null;
+  #stopGraceMs = Infinity;
+  #stopStartedAt: number | null = null;
 
   private constructor(config: Config, apps: Map<string, AppRuntime>, http: HttpFront, log: Logger) {
     this.config = config;
@@ -79,7 +74,7 @@ export class TQServer {
       log.info({ address: where }, `TQServer ${VERSION} listening on ${where} (status: ${where}${config.server.statusPath})`);
       return server;
     } catch (error) {
-      await stopAll(started.http, apps, 0, log);
+      await stopAll(started.http, apps, 0);
       throw error;
     }
   }
@@ -88,14 +83,28 @@ export class TQServer {
     return {
       version: VERSION,
       startTime: this.#startTime,
-      pools: [...this.apps.values()].map((runtime) => ({ app: runtime.config, stats: runtime.pool.stats(), workers: runtime.pool.workerStats(true) })),
+      pools: [...this.apps.values()].map((runtime) => ({ app: runtime.config, status: runtime.backend.status() })),
     };
   }
 
-  /** Graceful stop: HTTP and FastCGI fronts finish in-flight requests, then the pools stop. Idempotent. */
+  /**
+   * Graceful stop: HTTP and FastCGI fronts finish in-flight requests, then the pools stop. Calling it
+   * again with a shorter grace (a second SIGTERM: 0) cuts the running stop short; otherwise it returns
+   * the stop in progress.
+   */
   stop(graceMs = this.config.server.shutdownTimeoutMs): Promise<void> {
-    this.#stopping ??= stopAll(this.http, this.apps, graceMs, this.#log);
-    return this.#stopping;
+    if (this.#stopping && graceMs >= this.#stopGraceMs) return this.#stopping;
+    this.#stopGraceMs = graceMs;
+    const started = this.#stopStartedAt ??= Date.now();
+    // Every close below is idempotent and honours the shorter grace when called again.
+    const run = stopAll(this.http, this.apps, graceMs);
+    const all = this.#stopping ? Promise.all([this.#stopping, run]).then(() => {}) : run;
+    const stopping: Promise<void> = all.then(() => {
+      // One line, from the stop that finished last.
+      if (this.#stopping === stopping) this.#log.info({}, `stopped after ${Date.now() - started} ms`);
+    });
+    this.#stopping = stopping;
+    return stopping;
   }
 }
 
@@ -115,9 +124,29 @@ function httpApp(runtime: AppRuntime): HttpApp {
 }
 
 async function startApp(app: AppConfig, config: Config, log: Logger): Promise<AppRuntime> {
-  if (app.phpFpm.enabled) {
-    throw new ConfigValueError(`${app.file}: php_fpm.enabled: the php-fpm backend is not part of this version yet; remove the key to run the app on php-cgi workers`);
+  const backend = app.phpFpm.enabled ? await startFpm(app, config, log) : await startPhpCgi(app, config, log);
+  let fastcgi: FastCGIServer | null = null;
+  if (app.fastcgi.listen) {
+    fastcgi = createFastCGIFront({
+      app: app.name,
+      documentRoot: app.documentRoot,
+      extensions: app.php.extensions,
+      backend,
+      allowedClients: app.fastcgi.allowedClients,
+      log,
+    });
+    try {
+      await fastcgi.listen(app.fastcgi.listen);
+    } catch (error) {
+      await backend.stop(0);
+      throw error;
+    }
+    log.info({ app: app.name }, `app ${app.name}: FastCGI front on ${formatAddress(fastcgi.address!)} (for nginx fastcgi_pass)`);
   }
+  return { config: app, backend, fastcgi };
+}
+
+async function startPhpCgi(app: AppConfig, config: Config, log: Logger): Promise<Backend> {
   const binary = await detectPhp('php-cgi', app.php.binary);
   const p = app.php.pool;
   const pool = new WorkerPool(
@@ -125,7 +154,7 @@ async function startApp(app: AppConfig, config: Config, log: Logger): Promise<Ap
       name: app.name,
       binary,
       configFile: app.php.configFile,
-      settings: { ...SAFE_DEFAULT_SETTINGS, ...app.php.settings },
+      settings: app.php.settings,
       env: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', ...app.php.env },
       cwd: app.documentRoot,
       manager: p.manager,
@@ -150,36 +179,29 @@ async function startApp(app: AppConfig, config: Config, log: Logger): Promise<Ap
     `app ${app.name}: php-cgi ${binary.version.text} (${binary.path}), pm ${p.manager}, max_workers ${p.maxWorkers}${config.mode === 'dev' ? ', dev mode' : ''}`,
   );
   await pool.start();
-  const backend: Backend = {
-    kind: 'php-cgi',
-    dispatch: (options, handler, info) => pool.dispatch(options, handler, info),
-    stop: (graceMs) => pool.stop(graceMs),
-  };
-  let fastcgi: FastCGIServer | null = null;
-  if (app.fastcgi.listen) {
-    fastcgi = createFastCGIFront({
-      app: app.name,
-      documentRoot: app.documentRoot,
-      extensions: app.php.extensions,
-      backend,
-      allowedClients: app.fastcgi.allowedClients,
-      log,
-    });
-    try {
-      await fastcgi.listen(app.fastcgi.listen);
-    } catch (error) {
-      await pool.stop(0);
-      throw error;
-    }
-    log.info({ app: app.name }, `app ${app.name}: FastCGI front on ${formatAddress(fastcgi.address!)} (for nginx fastcgi_pass)`);
-  }
-  return { config: app, pool, backend, fastcgi };
+  return new PhpCgiBackend(pool);
 }
 
-async function stopAll(http: HttpFront | null, apps: ReadonlyMap<string, AppRuntime>, graceMs: number, log: Logger): Promise<void> {
+async function startFpm(app: AppConfig, config: Config, log: Logger): Promise<Backend> {
+  const backend = new FpmBackend({
+    app,
+    log: log.child({ app: app.name }),
+    mode: config.mode,
+    root: config.root,
+    processControlTimeoutMs: config.server.shutdownTimeoutMs,
+  });
+  try {
+    await backend.start();
+  } catch (error) {
+    await backend.stop(0);
+    throw error;
+  }
+  return backend;
+}
+
+async function stopAll(http: HttpFront | null, apps: ReadonlyMap<string, AppRuntime>, graceMs: number): Promise<void> {
   const started = Date.now();
   await Promise.all([http?.close(graceMs), ...[...apps.values()].map((runtime) => runtime.fastcgi?.close(graceMs))]);
   const left = Math.max(0, graceMs - (Date.now() - started));
-  await Promise.all([...apps.values()].map((runtime) => runtime.pool.stop(left)));
-  log.info({}, `stopped after ${Date.now() - started} ms`);
+  await Promise.all([...apps.values()].map((runtime) => runtime.backend.stop(left)));
 }

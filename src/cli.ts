@@ -132,14 +132,18 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   }
 
-  return await new Promise<number>((done) => {
+  const code = await new Promise<number>((done) => {
     let signals = 0;
+    /** The exit code once stopped: 0 for a graceful stop, 1 when a second signal cut it short. */
+    let exitCode = 0;
     const stop = (signal: NodeJS.Signals) => {
       signals += 1;
       if (signals === 1) {
+        // stop() closes the listeners before it returns: once this line is out, new connections are refused.
+        const stopping = server.stop();
         log.info({ signal }, `${signal}: stopping gracefully (finishing requests in progress, up to ${config.server.shutdownTimeoutMs} ms); send it again to stop at once`);
-        server.stop().then(
-          () => done(0),
+        stopping.then(
+          () => done(exitCode),
           (error: Error) => {
             log.error({}, `stop failed: ${error.message}`);
             done(1);
@@ -147,7 +151,8 @@ async function main(argv: string[]): Promise<number> {
         );
       } else {
         log.warn({ signal }, `${signal} again: stopping now`);
-        server.stop(0).finally(() => done(1));
+        exitCode = 1;
+        server.stop(0).finally(() => done(exitCode));
       }
     };
     process.on('SIGTERM', stop);
@@ -164,6 +169,9 @@ async function main(argv: string[]): Promise<number> {
       server.stop(0).finally(() => done(70));
     });
   });
+  // Every line up to "stopped" reaches the log file before the process exits.
+  if (file) await new Promise<void>((resolve) => file.end(() => resolve()));
+  return code;
 }
 
 main(process.argv.slice(2)).then(

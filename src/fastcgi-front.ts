@@ -21,6 +21,21 @@ export interface FastCGIFrontOptions {
   log: Logger;
 }
 
+/**
+ * Params nginx makes from request headers that PHP must not see, so that it sees the same variables
+ * as behind the HTTP front (cgi/env.ts drops the same headers).
+ */
+const DROPPED_PARAMS: ReadonlySet<string> = new Set([
+  // httpoxy (CVE-2016-5385): nginx passes a Proxy request header on as HTTP_PROXY unless told not to.
+  'HTTP_PROXY',
+  // RFC 3875 4.1.18: the server "SHOULD remove any header fields ... that are available to the
+  // script in other variables, such as 'Content-Length' and 'Content-Type'".
+  'HTTP_CONTENT_TYPE',
+  'HTTP_CONTENT_LENGTH',
+  // nginx buffers a chunked body and sends CONTENT_LENGTH: the body PHP reads is not chunked.
+  'HTTP_TRANSFER_ENCODING',
+]);
+
 /** Why a script may not run, or null when it may. Pure apart from one stat. */
 export function checkScript(scriptFilename: string | undefined, documentRoot: string, extensions: readonly string[]): string | null {
   if (!scriptFilename) return 'no SCRIPT_FILENAME param';
@@ -55,15 +70,21 @@ export function createFastCGIFront(options: FastCGIFrontOptions): FastCGIServer 
       let scriptFilename: string | undefined;
       let hasRedirectStatus = false;
       for (const [name, value] of request.rawParams) {
-        // httpoxy: nginx passes a Proxy request header on as HTTP_PROXY unless told not to.
-        if (name === 'HTTP_PROXY') continue;
-        if (name === 'SCRIPT_FILENAME') scriptFilename = value.toString('utf8');
+        if (DROPPED_PARAMS.has(name)) continue;
+        if (name === 'SCRIPT_FILENAME') {
+          // Repeated: the last one counts (as in php-cgi's own param table); it alone is checked and sent.
+          scriptFilename = value.toString('utf8');
+          continue;
+        }
         if (name === 'REDIRECT_STATUS') hasRedirectStatus = true;
         params.push([name, value]);
       }
       // php-cgi refuses requests without it (cgi.force_redirect); php-fpm does not need it.
       if (!hasRedirectStatus) params.push(['REDIRECT_STATUS', '200']);
       const problem = checkScript(scriptFilename, options.documentRoot, options.extensions);
+      // PHP gets the path that was checked, with any "." and ".." already resolved: the kernel would
+      // resolve "link/.." through a symlink, the check resolves it as text.
+      if (!problem) params.push(['SCRIPT_FILENAME', resolve(scriptFilename!)]);
       if (problem) {
         log.info({ app: options.app }, `FastCGI front ${options.app}: 404: ${problem}`);
         // php-fpm answers the same way and logs "Primary script unknown".

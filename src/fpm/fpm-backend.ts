@@ -4,7 +4,7 @@
 
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
-import type { Backend } from '../backend.js';
+import type { Backend, PoolStatus, ProcessStatus } from '../backend.js';
 import type { AppConfig, Mode } from '../config/load.js';
 import { FastCGITimeoutError, PhpTimeoutError, PoolUnavailableError, TQServerError } from '../errors.js';
 import { formatAddress, type Address } from '../fastcgi/address.js';
@@ -48,6 +48,7 @@ export interface FpmPoolStatus {
   maxActiveProcesses: number;
   maxChildrenReached: number;
   slowRequests: number;
+  processes: ProcessStatus[];
 }
 
 export interface UpstreamStats {
@@ -128,6 +129,7 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
   #queueTimeouts = 0;
   #requestTimeouts = 0;
   #stopped = false;
+  readonly #startTime = Date.now();
 
   constructor(options: FpmBackendOptions) {
     super();
@@ -205,6 +207,8 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
           capacity,
         ),
     );
+    // A first look at php-fpm's status, so the status page has figures from the start.
+    await this.#checkAll();
     this.#scheduleHealth();
   }
 
@@ -308,6 +312,46 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
     };
   }
 
+  /**
+   * The pool as php-fpm's status page shows it (read at the last health check), with TQServer's own
+   * queue as the listen queue: requests wait there, not in php-fpm's backlog.
+   */
+  status(): PoolStatus {
+    const stats = this.stats();
+    const php = this.#upstreams.map((u) => u.php).filter((p): p is FpmPoolStatus => p !== null);
+    const sum = (pick: (p: FpmPoolStatus) => number) => php.reduce((n, p) => n + pick(p), 0);
+    const p = this.#app.php.pool;
+    return {
+      pool: this.#app.name,
+      backend: 'php-fpm',
+      processManager: php[0]?.processManager || p.manager,
+      startTime: php.length > 0 ? Math.min(...php.map((x) => x.startTime * 1000)) : this.#startTime,
+      acceptedConn: stats.accepted,
+      listenQueue: stats.queueLength + sum((x) => x.listenQueue),
+      maxListenQueue: Math.max(stats.maxQueueLength, ...php.map((x) => x.maxListenQueue)),
+      listenQueueLen: p.queueLimit,
+      idleProcesses: sum((x) => x.idleProcesses),
+      activeProcesses: sum((x) => x.activeProcesses),
+      totalProcesses: sum((x) => x.totalProcesses),
+      maxActiveProcesses: sum((x) => x.maxActiveProcesses),
+      maxChildrenReached: sum((x) => x.maxChildrenReached),
+      slowRequests: sum((x) => x.slowRequests),
+      restarts: { master: stats.masterRestarts, requestTimeouts: stats.requestTimeouts },
+      upstreams: stats.upstreams.map((u) => ({
+        address: u.address,
+        breaker: u.breaker,
+        open: u.open,
+        idle: u.idle,
+        busy: u.busy,
+        queued: u.queued,
+        requests: u.requests,
+        retries: u.retries,
+        failures: u.failures,
+      })),
+      processes: php.flatMap((x) => x.processes),
+    };
+  }
+
   /** Graceful: running requests finish within graceMs, then php-fpm stops (SIGQUIT, SIGTERM, SIGKILL). */
   async stop(graceMs: number): Promise<void> {
     this.#stopped = true;
@@ -392,8 +436,8 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
     const params = {
       SCRIPT_NAME: STATUS_PATH,
       SCRIPT_FILENAME: STATUS_PATH,
-      REQUEST_URI: `${STATUS_PATH}?json`,
-      QUERY_STRING: 'json',
+      REQUEST_URI: `${STATUS_PATH}?json&full`,
+      QUERY_STRING: 'json&full',
       REQUEST_METHOD: 'GET',
       GATEWAY_INTERFACE: 'CGI/1.1',
       SERVER_SOFTWARE: 'TQServer',
@@ -419,7 +463,7 @@ export function parseFpmStatus(stdout: string): FpmPoolStatus | null {
   const start = stdout.indexOf('{');
   if (start < 0) return null;
   try {
-    const j = JSON.parse(stdout.slice(start)) as Record<string, string | number>;
+    const j = JSON.parse(stdout.slice(start)) as Record<string, unknown>;
     const n = (key: string) => Number(j[key] ?? 0);
     return {
       pool: String(j.pool ?? ''),
@@ -435,6 +479,20 @@ export function parseFpmStatus(stdout: string): FpmPoolStatus | null {
       maxActiveProcesses: n('max active processes'),
       maxChildrenReached: n('max children reached'),
       slowRequests: n('slow requests'),
+      processes: (Array.isArray(j.processes) ? (j.processes as Array<Record<string, string | number>>) : []).map((p) => ({
+        pid: Number(p.pid ?? 0),
+        state: String(p.state ?? ''),
+        startTime: Number(p['start time'] ?? 0) * 1000,
+        requests: Number(p.requests ?? 0),
+        // php-fpm reports microseconds.
+        requestDurationMs: Math.round(Number(p['request duration'] ?? 0) / 1000),
+        requestMethod: String(p['request method'] ?? '-'),
+        requestUri: String(p['request uri'] ?? '-'),
+        contentLength: Number(p['content length'] ?? 0),
+        script: String(p.script ?? '-'),
+        lastRequestCpu: Number(p['last request cpu'] ?? 0),
+        lastRequestMemory: Number(p['last request memory'] ?? 0),
+      })),
     };
   } catch {
     return null;

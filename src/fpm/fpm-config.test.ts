@@ -74,7 +74,8 @@ describe('pool file', () => {
       'security.limit_extensions': '.php',
       'env[APP_ENV]': 'production',
       'php_admin_value[memory_limit]': '256M',
-      'php_admin_value[cgi.fix_pathinfo]': '0',
+      'php_admin_value[cgi.fix_pathinfo]': '1',
+      'php_admin_value[cgi.discard_path]': '1',
     };
     for (const [key, value] of Object.entries(expected)) assert.equal(d.get(key), value, key);
     assert.equal(d.has('pm.process_idle_timeout'), false, 'only ondemand uses the idle timeout');
@@ -126,7 +127,7 @@ describe('pool file', () => {
   });
 
   test('a setting from the config overrides the cgi.fix_pathinfo default', () => {
-    assert.equal(directives(renderPoolConfig(input({ settings: { 'cgi.fix_pathinfo': 1 } }))).get('php_admin_value[cgi.fix_pathinfo]'), '1');
+    assert.equal(directives(renderPoolConfig(input({ settings: { 'cgi.fix_pathinfo': 0 } }))).get('php_admin_value[cgi.fix_pathinfo]'), '0');
   });
 });
 

@@ -4,7 +4,7 @@
 import type { PoolSettings } from '../config/load.js';
 import type { Address } from '../fastcgi/address.js';
 import { checkIniName, formatIniValue } from '../php/ini.js';
-import type { PhpVersion } from '../php/binary.js';
+import { DEFAULT_PHP_CGI_SETTINGS, type PhpVersion } from '../php/binary.js';
 
 export interface FpmGlobalInput {
   pidFile: string;
@@ -112,7 +112,7 @@ export function renderPoolConfig(input: FpmPoolInput): string {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new TypeError(`env name ${JSON.stringify(name)} is not valid`);
     lines.push(line(`env[${name}]`, formatIniValue(`env ${name}`, value)));
   }
-  const settings = { 'cgi.fix_pathinfo': '0', ...input.settings };
+  const settings = { ...DEFAULT_PHP_CGI_SETTINGS, ...input.settings };
   for (const [name, value] of Object.entries(settings)) {
     checkIniName(name);
     lines.push(line(`php_admin_value[${name}]`, formatIniValue(name, value)));

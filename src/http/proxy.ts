@@ -119,7 +119,9 @@ export async function proxyToPhp(request: IncomingMessage, response: ServerRespo
       const chunks = held;
       held = null;
       try {
-        writeHead(ended ? heldBytes : null);
+        // php-cgi sends no body for HEAD, so the bytes held say nothing about GET's length: only a
+        // Content-Length PHP set itself goes out (RFC 9110 9.3.2 allows none).
+        writeHead(ended && request.method !== 'HEAD' ? heldBytes : null);
       } catch (error) {
         fail(new CgiHeadError(`PHP sent a header Node cannot send: ${(error as Error).message}`));
         return;

@@ -52,6 +52,9 @@ export class HttpFront {
         requestTimeout: s.readTimeoutMs,
         headersTimeout: Math.min(s.readTimeoutMs, 60_000),
         keepAliveTimeout: s.idleTimeoutMs,
+        // Node checks requestTimeout and headersTimeout only this often (30 s by default, which would
+        // let a slow client hold a connection for up to twice read_timeout).
+        connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(s.readTimeoutMs / 4))),
         // Reject a request with both Content-Length and Transfer-Encoding, and other ambiguities.
         insecureHTTPParser: false,
       },
@@ -188,14 +191,40 @@ export class HttpFront {
     const code = error.code ?? '';
     // Node's parser refuses ambiguous framing (Content-Length with Transfer-Encoding, bad chunks):
     // answer and close, so nothing smuggled reaches an app.
-    const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : code === 'ECONNRESET' ? 0 : 400;
+    // The client closing mid-request (a reset, or EOF inside a message) is no protocol error: nobody
+    // is left to answer, and destroying the socket is what aborts the PHP request it was sending.
+    const gone = code === 'ECONNRESET' || code === 'HPE_INVALID_EOF_STATE' || socket.readableEnded;
+    const status = gone ? 0 : code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     if (status !== 0) this.#log.info({ code, remote: socket.remoteAddress }, `${status}: malformed or incomplete request from ${socket.remoteAddress}: ${error.message}`);
-    if (status === 0 || !socket.writable || (error as { bytesParsed?: number }).bytesParsed === undefined && code === 'ECONNRESET') {
+    else this.#log.debug({ code, remote: socket.remoteAddress }, `client ${socket.remoteAddress} closed the connection in the middle of a request (${error.message})`);
+    if (status === 0 || !socket.writable) {
       socket.destroy();
       return;
     }
     const reason = http.STATUS_CODES[status] ?? 'Bad Request';
-    socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${reason.length + 1}\r\n\r\n${reason}\n`);
+    const answer = () => {
+      if (socket.writable) socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${reason.length + 1}\r\n\r\n${reason}\n`);
+      else socket.destroy();
+    };
+    // A pipelined request before the bad one may still be answering: its response goes out first,
+    // then the error (answering at once would cut it off and pair the error with the wrong request).
+    // The parser has stopped, so nothing after the bad request is ever handled.
+    const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (inFlight && !inFlight.writableFinished && !inFlight.req.complete) {
+      // The error is in the in-flight request's own body (llhttp reports a bad Transfer-Encoding
+      // only after the headers were handed to us): it can never complete, so it is answered now.
+      if (inFlight.headersSent) socket.destroy();
+      else answer();
+      return;
+    }
+    if (inFlight && !inFlight.writableFinished) {
+      inFlight.once('finish', answer);
+      inFlight.once('close', () => {
+        if (!inFlight.writableFinished) socket.destroy();
+      });
+      return;
+    }
+    answer();
   }
 }
 

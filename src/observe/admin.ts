@@ -6,7 +6,7 @@ import type { ServerSnapshot } from '../app.js';
 import { ClientAllowList } from '../fastcgi/allow-list.js';
 import type { AdminHandler } from '../http/server.js';
 import { sendError } from '../http/error-page.js';
-import { renderJson, renderText } from './status.js';
+import { renderJson, renderOpenMetrics, renderText, renderXml } from './status.js';
 
 export interface AdminOptions {
   statusPath: string;
@@ -14,8 +14,18 @@ export interface AdminOptions {
   allowedClients?: readonly string[];
 }
 
+/** The names in a query string ("json&full" -> {json, full}); a malformed escape is kept as written. */
 function flagSet(query: string): Set<string> {
-  return new Set(query.split('&').map((part) => decodeURIComponent(part.split('=')[0] ?? '')));
+  return new Set(
+    query.split('&').map((part) => {
+      const name = part.split('=')[0] ?? '';
+      try {
+        return decodeURIComponent(name);
+      } catch {
+        return name;
+      }
+    }),
+  );
 }
 
 export function createAdminHandler(options: AdminOptions): AdminHandler {
@@ -34,9 +44,15 @@ export function createAdminHandler(options: AdminOptions): AdminHandler {
     const flags = flagSet(query);
     const full = flags.has('full');
     const snapshot = options.snapshot();
-    const json = flags.has('json');
-    const body = json ? renderJson(snapshot, full) : renderText(snapshot, full);
-    respond(response, request.method === 'HEAD', json ? 'application/json' : 'text/plain; charset=utf-8', body);
+    // php-fpm's format switches: ?json, ?xml, ?openmetrics; plain text otherwise.
+    const [type, body] = flags.has('json')
+      ? ['application/json', renderJson(snapshot, full)]
+      : flags.has('xml')
+        ? ['text/xml', renderXml(snapshot, full)]
+        : flags.has('openmetrics')
+          ? ['application/openmetrics-text; version=1.0.0; charset=utf-8', renderOpenMetrics(snapshot)]
+          : ['text/plain; charset=utf-8', renderText(snapshot, full)];
+    respond(response, request.method === 'HEAD', type, body);
     return true;
   };
 }

@@ -1,66 +1,49 @@
 // One status snapshot rendered in php-fpm's vocabulary (pool, process manager, accepted conn,
-// listen queue, ...): plain text and JSON, with a row per worker for ?full. Pure.
+// listen queue, ...) and formats (text, JSON, XML, OpenMetrics), with a row per process for ?full.
+// Pure: snapshot and clock in, text out.
 
+import type { PoolStatus, ProcessStatus } from '../backend.js';
 import type { ServerSnapshot } from '../app.js';
 
 type Field = string | number;
 
 /** The per-pool fields, in php-fpm's order and with its names. */
-export function poolFields(pool: ServerSnapshot['pools'][number], now: number): Array<[string, Field]> {
-  const s = pool.stats;
+export function poolFields(pool: PoolStatus, now: number): Array<[string, Field]> {
   return [
-    ['pool', s.pool],
-    ['process manager', s.processManager],
-    ['start time', Math.floor(s.startTime / 1000)],
-    ['start since', Math.floor((now - s.startTime) / 1000)],
-    ['accepted conn', s.acceptedRequests],
-    ['listen queue', s.queueLength],
-    ['max listen queue', s.maxQueueLength],
-    ['listen queue len', s.queueLimit],
-    ['idle processes', s.idle],
-    ['active processes', s.active],
-    ['total processes', s.total],
-    ['max active processes', s.maxActive],
-    ['max children reached', s.maxWorkersReached],
-    ['slow requests', 0],
+    ['pool', pool.pool],
+    ['process manager', pool.processManager],
+    ['start time', Math.floor(pool.startTime / 1000)],
+    ['start since', Math.max(0, Math.floor((now - pool.startTime) / 1000))],
+    ['accepted conn', pool.acceptedConn],
+    ['listen queue', pool.listenQueue],
+    ['max listen queue', pool.maxListenQueue],
+    ['listen queue len', pool.listenQueueLen],
+    ['idle processes', pool.idleProcesses],
+    ['active processes', pool.activeProcesses],
+    ['total processes', pool.totalProcesses],
+    ['max active processes', pool.maxActiveProcesses],
+    ['max children reached', pool.maxChildrenReached],
+    ['slow requests', pool.slowRequests],
   ];
 }
 
-/** php-fpm's process states: Idle, Running, and ours for the rest. */
-function processState(state: string): string {
-  switch (state) {
-    case 'idle':
-      return 'Idle';
-    case 'active':
-      return 'Running';
-    case 'retiring':
-      return 'Running (retiring)';
-    case 'starting':
-      return 'Starting';
-    case 'stopping':
-      return 'Finishing';
-    default:
-      return state;
-  }
-}
-
-export function workerFields(worker: ServerSnapshot['pools'][number]['workers'][number], now: number): Array<[string, Field]> {
-  const request = worker.request;
+/** The per-process fields of php-fpm's ?full. */
+export function processFields(process: ProcessStatus, now: number): Array<[string, Field]> {
   return [
-    ['pid', worker.pid],
-    ['state', processState(worker.state)],
-    ['start time', Math.floor(worker.startedAt / 1000)],
-    ['start since', Math.floor((now - worker.startedAt) / 1000)],
-    ['requests', worker.requests],
+    ['pid', process.pid],
+    ['state', process.state],
+    ['start time', Math.floor(process.startTime / 1000)],
+    ['start since', Math.max(0, Math.floor((now - process.startTime) / 1000))],
+    ['requests', process.requests],
     // php-fpm reports request duration in microseconds.
-    ['request duration', Math.round(worker.requestDurationMs * 1000)],
-    ['request method', request?.method ?? '-'],
-    ['request URI', request?.uri ?? '-'],
-    ['content length', request?.contentLength ?? 0],
+    ['request duration', Math.round(process.requestDurationMs * 1000)],
+    ['request method', process.requestMethod],
+    ['request URI', process.requestUri],
+    ['content length', process.contentLength],
     ['user', '-'],
-    ['script', request?.script ?? '-'],
-    ['last request cpu', 0],
-    ['last request memory', worker.rssBytes ?? 0],
+    ['script', process.script],
+    ['last request cpu', process.lastRequestCpu],
+    ['last request memory', process.lastRequestMemory],
   ];
 }
 
@@ -69,25 +52,90 @@ function textBlock(fields: Array<[string, Field]>): string {
   return fields.map(([name, value]) => `${`${name}:`.padEnd(width)}${value}`).join('\n');
 }
 
+/** php-fpm's plain text: one block per pool, then with ?full a block per process. */
 export function renderText(snapshot: ServerSnapshot, full: boolean, now = Date.now()): string {
   const blocks: string[] = [];
-  for (const pool of snapshot.pools) {
-    blocks.push(textBlock(poolFields(pool, now)));
-    if (full) for (const worker of pool.workers) blocks.push(`************************\n${textBlock(workerFields(worker, now))}`);
+  for (const { status } of snapshot.pools) {
+    blocks.push(textBlock(poolFields(status, now)));
+    if (full) for (const process of status.processes) blocks.push(`************************\n${textBlock(processFields(process, now))}`);
   }
   return `${blocks.join('\n\n')}\n`;
 }
 
+/** JSON: `{"pools": [{"pool": "blog", "process manager": "dynamic", ...}]}` plus TQServer's extras. */
 export function renderJson(snapshot: ServerSnapshot, full: boolean, now = Date.now()): string {
   return `${JSON.stringify({
     version: snapshot.version,
     'start time': Math.floor(snapshot.startTime / 1000),
-    pools: snapshot.pools.map((pool) => ({
-      ...Object.fromEntries(poolFields(pool, now)),
-      path: pool.app.path,
-      'starting processes': pool.stats.starting,
-      restarts: pool.stats.restarts,
-      ...(full ? { processes: pool.workers.map((worker) => Object.fromEntries(workerFields(worker, now))) } : {}),
+    pools: snapshot.pools.map(({ app, status }) => ({
+      ...Object.fromEntries(poolFields(status, now)),
+      path: app.path,
+      backend: status.backend,
+      restarts: status.restarts,
+      ...(status.upstreams.length > 0 ? { upstreams: status.upstreams } : {}),
+      ...(full ? { processes: status.processes.map((p) => Object.fromEntries(processFields(p, now))) } : {}),
     })),
   })}\n`;
+}
+
+function xmlEscape(value: Field): string {
+  return String(value).replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function xmlName(name: string): string {
+  return name.replace(/ /g, '-');
+}
+
+/** php-fpm's ?xml: <status> per pool, <processes><process> for ?full. */
+export function renderXml(snapshot: ServerSnapshot, full: boolean, now = Date.now()): string {
+  const out = ['<?xml version="1.0" ?>', '<pools>'];
+  for (const { status } of snapshot.pools) {
+    out.push('<status>');
+    for (const [name, value] of poolFields(status, now)) out.push(`<${xmlName(name)}>${xmlEscape(value)}</${xmlName(name)}>`);
+    if (full) {
+      out.push('<processes>');
+      for (const process of status.processes) {
+        out.push('<process>');
+        for (const [name, value] of processFields(process, now)) out.push(`<${xmlName(name)}>${xmlEscape(value)}</${xmlName(name)}>`);
+        out.push('</process>');
+      }
+      out.push('</processes>');
+    }
+    out.push('</status>');
+  }
+  out.push('</pools>', '');
+  return out.join('\n');
+}
+
+function label(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+/** php-fpm's ?openmetrics (its phpfpm_* metric names), one pool label per app. */
+export function renderOpenMetrics(snapshot: ServerSnapshot, now = Date.now()): string {
+  const metrics: Array<{ name: string; type: 'gauge' | 'counter'; help: string; value: (p: PoolStatus) => number }> = [
+    { name: 'phpfpm_up', type: 'gauge', help: 'Could the pool be reached.', value: () => 1 },
+    { name: 'phpfpm_start_since', type: 'counter', help: 'Seconds since the pool started.', value: (p) => Math.max(0, Math.floor((now - p.startTime) / 1000)) },
+    { name: 'phpfpm_accepted_connections', type: 'counter', help: 'Requests accepted by the pool.', value: (p) => p.acceptedConn },
+    { name: 'phpfpm_listen_queue', type: 'gauge', help: 'Requests waiting for a PHP process.', value: (p) => p.listenQueue },
+    { name: 'phpfpm_max_listen_queue', type: 'counter', help: 'Most requests ever waiting at once.', value: (p) => p.maxListenQueue },
+    { name: 'phpfpm_listen_queue_length', type: 'gauge', help: 'Size of the wait queue.', value: (p) => p.listenQueueLen },
+    { name: 'phpfpm_idle_processes', type: 'gauge', help: 'Idle PHP processes.', value: (p) => p.idleProcesses },
+    { name: 'phpfpm_active_processes', type: 'gauge', help: 'Busy PHP processes.', value: (p) => p.activeProcesses },
+    { name: 'phpfpm_total_processes', type: 'gauge', help: 'PHP processes.', value: (p) => p.totalProcesses },
+    { name: 'phpfpm_max_active_processes', type: 'counter', help: 'Most processes busy at once.', value: (p) => p.maxActiveProcesses },
+    { name: 'phpfpm_max_children_reached', type: 'counter', help: 'Times the pool hit its process limit.', value: (p) => p.maxChildrenReached },
+    { name: 'phpfpm_slow_requests', type: 'counter', help: 'Requests slower than the slow-log threshold.', value: (p) => p.slowRequests },
+  ];
+  const out: string[] = [];
+  for (const metric of metrics) {
+    const base = metric.type === 'counter' && metric.name.endsWith('_total') ? metric.name.slice(0, -6) : metric.name;
+    out.push(`# HELP ${base} ${metric.help}`, `# TYPE ${base} ${metric.type}`);
+    for (const { status } of snapshot.pools) {
+      const sample = metric.type === 'counter' ? `${base}_total` : base;
+      out.push(`${sample}{pool="${label(status.pool)}"} ${metric.value(status)}`);
+    }
+  }
+  out.push('# EOF', '');
+  return out.join('\n');
 }

@@ -262,14 +262,16 @@ describe('formatIniSetting against the real php-cgi', () => {
 });
 
 describe('buildPhpCgiArgs', () => {
-  test('-c, -b, the default cgi.fix_pathinfo=0, then one -d per setting in order', () => {
+  test('-c, -b, the defaults cgi.fix_pathinfo=1 and cgi.discard_path=1, then one -d per setting in order', () => {
     assert.deepEqual(buildPhpCgiArgs({ configFile: '/etc/php.ini', bind: '/run/w1.sock', settings: { memory_limit: '64M', 'session.name': 'my sid' } }), [
       '-c',
       '/etc/php.ini',
       '-b',
       '/run/w1.sock',
       '-d',
-      'cgi.fix_pathinfo=0',
+      'cgi.fix_pathinfo=1',
+      '-d',
+      'cgi.discard_path=1',
       '-d',
       'memory_limit=64M',
       '-d',
@@ -278,13 +280,15 @@ describe('buildPhpCgiArgs', () => {
   });
 
   test('no -c without a config file; a TCP bind; settings override the defaults', () => {
-    assert.deepEqual(DEFAULT_PHP_CGI_SETTINGS, { 'cgi.fix_pathinfo': 0 });
-    assert.deepEqual(buildPhpCgiArgs({ bind: '127.0.0.1:9100' }), ['-b', '127.0.0.1:9100', '-d', 'cgi.fix_pathinfo=0']);
-    assert.deepEqual(buildPhpCgiArgs({ configFile: null, bind: '127.0.0.1:9100', settings: { 'cgi.fix_pathinfo': 1 } }), [
+    assert.deepEqual(DEFAULT_PHP_CGI_SETTINGS, { 'cgi.fix_pathinfo': 1, 'cgi.discard_path': 1 });
+    assert.deepEqual(buildPhpCgiArgs({ bind: '127.0.0.1:9100' }), ['-b', '127.0.0.1:9100', '-d', 'cgi.fix_pathinfo=1', '-d', 'cgi.discard_path=1']);
+    assert.deepEqual(buildPhpCgiArgs({ configFile: null, bind: '127.0.0.1:9100', settings: { 'cgi.fix_pathinfo': 0 } }), [
       '-b',
       '127.0.0.1:9100',
       '-d',
-      'cgi.fix_pathinfo=1',
+      'cgi.fix_pathinfo=0',
+      '-d',
+      'cgi.discard_path=1',
     ]);
   });
 

@@ -198,10 +198,20 @@ export interface PhpCgiArgs {
 }
 
 /**
- * Settings every worker gets unless the config says otherwise: php-cgi's PATH_INFO handling is
- * still open to the underflow php-fpm fixed for CVE-2019-11043, so it is turned off.
+ * Settings every PHP worker gets unless the app sets them itself (php-fpm pools too).
+ *
+ * cgi_main.c / fpm_main.c (init_request_info) decide which file runs and what PHP_SELF is:
+ * - fix_pathinfo=0 runs the file named by PATH_TRANSLATED (document root + PATH_INFO) when one is
+ *   sent, so /index.php/uploads/evil.jpg would execute an uploaded image, and it sets PHP_SELF to
+ *   PATH_INFO ("" for most requests), breaking every app that reads PHP_SELF.
+ * - fix_pathinfo=1 (php-fpm's default) runs SCRIPT_FILENAME and sets PHP_SELF to SCRIPT_NAME +
+ *   PATH_INFO. Its path walk, where the CVE-2019-11043 class lives, only runs when SCRIPT_FILENAME
+ *   is not an existing file; both fronts dispatch only a SCRIPT_FILENAME they checked to be an
+ *   existing regular file with an allowed extension, and compute PATH_INFO themselves.
+ * - discard_path=1 keeps PATH_TRANSLATED from ever naming the script, also for an app that sets
+ *   fix_pathinfo=0 itself.
  */
-export const DEFAULT_PHP_CGI_SETTINGS: Readonly<Record<string, string | number | boolean>> = Object.freeze({ 'cgi.fix_pathinfo': 0 });
+export const DEFAULT_PHP_CGI_SETTINGS: Readonly<Record<string, string | number | boolean>> = Object.freeze({ 'cgi.fix_pathinfo': 1, 'cgi.discard_path': 1 });
 
 /**
  * The argument list for a php-cgi worker: `-c ini -b addr -d k=v ...` (no shell is involved), the

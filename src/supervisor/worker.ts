@@ -7,7 +7,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { FastCGIAbortError, FastCGIConnectionError, WorkerStartError } from '../errors.js';
 import { formatAddress, type Address } from '../fastcgi/address.js';
-import { FastCGIConnection, type ConnectionOptions, type RequestController, type RequestOptions, type ResponseHandler } from '../fastcgi/client.js';
+import { FastCGIConnection, toAbortError, type ConnectionOptions, type RequestController, type RequestOptions, type ResponseHandler } from '../fastcgi/client.js';
 import type { Logger } from '../log.js';
 import { buildPhpCgiArgs, type PhpBinary } from '../php/binary.js';
 import { isTerminal, transition, type ExitReason, type WorkerState } from './worker-state.js';
@@ -151,26 +151,28 @@ export class PhpCgiWorker extends EventEmitter {
     this.emit('spawned', this);
     const connecting = this.#connectWhenListening();
     try {
-      const connection = await Promise.race([connecting, exitedEarly]);
-      if (this.#state !== 'starting') {
-        connection.destroy();
-        throw new WorkerStartError(`pool ${this.pool}: worker was stopped while starting`);
-      }
-      this.#adopt(connection);
+      const probe = await Promise.race([connecting, exitedEarly]);
+      // php-cgi closes a new connection that brings no request within 5 s (main/fastcgi.c), so the
+      // probe is closed now and the connection for requests is opened by the first one; once it has
+      // carried a request, php-cgi keeps it open for good.
+      probe.close();
+      if (this.#state !== 'starting') throw new WorkerStartError(`pool ${this.pool}: worker was stopped while starting`);
       this.#idleSince = this.#clock();
       this.#setState('idle');
     } catch (error) {
       if (!isTerminal(this.#state) && this.#state !== 'stopping') this.kill('crashed');
       // A connection that still comes after the race was lost has no worker to serve.
-      connecting.then((late) => late !== this.#connection && late.destroy(), () => {});
+      connecting.then((late) => late.destroy(), () => {});
       throw error;
     }
   }
 
-  /** Runs one request on this idle worker; the worker is active until its connection is free again. */
+  /**
+   * Runs one request on this idle worker; the worker is active until its connection is free again.
+   * The first request (and the first after a connection was closed) opens the connection.
+   */
   dispatch(options: RequestOptions, handler: ResponseHandler, info: RequestInfo = {}): RequestController {
-    const connection = this.#connection;
-    if (this.#state !== 'idle' || !connection) throw new Error(`worker ${this.id} (pid ${this.pid}) is ${this.#state}, not idle`);
+    if (this.#state !== 'idle') throw new Error(`worker ${this.id} (pid ${this.pid}) is ${this.#state}, not idle`);
     this.#requestAborted = false;
     const watched: ResponseHandler = {
       onStdout: (chunk) => handler.onStdout(chunk),
@@ -181,13 +183,77 @@ export class PhpCgiWorker extends EventEmitter {
         handler.onError(error);
       },
     };
-    const controller = connection.dispatch(options, watched); // throws before sending anything if it cannot start
-    // A caller whose signal was already aborted got its error and nothing was sent: still idle.
-    if (connection.idle) return controller;
+    const connection = this.#connection;
+    if (connection?.idle) {
+      const controller = connection.dispatch(options, watched); // throws before sending anything if it cannot start
+      // A caller whose signal was already aborted got its error and nothing was sent: still idle.
+      if (connection.idle) return controller;
+      this.#begin(info);
+      return controller;
+    }
+    if (options.signal?.aborted) {
+      watched.onError(toAbortError(options.signal.reason));
+      return { abort: () => {}, resume: () => {}, started: false, bodySent: false };
+    }
+    this.#begin(info);
+    return this.#connectAndDispatch(options, watched);
+  }
+
+  #begin(info: RequestInfo): void {
     this.#setState('active');
     this.#request = info;
     this.#requestStartedAt = this.#clock();
     this.#requests += 1;
+  }
+
+  /** Opens the worker's connection, then sends the request on it; the controller covers both steps. */
+  #connectAndDispatch(options: RequestOptions, handler: ResponseHandler): RequestController {
+    let inner: RequestController | null = null;
+    let gaveUp = false;
+    const controller: RequestController = {
+      abort: (reason?: unknown) => {
+        if (inner) return inner.abort(reason);
+        if (gaveUp) return;
+        gaveUp = true;
+        handler.onError(toAbortError(reason));
+      },
+      resume: () => inner?.resume(),
+      get started() {
+        return inner?.started ?? false;
+      },
+      get bodySent() {
+        return inner?.bodySent ?? false;
+      },
+    };
+    FastCGIConnection.connect(this.listen, this.#connectionOptions()).then(
+      (connection) => {
+        if (this.#state !== 'active' && this.#state !== 'retiring') {
+          connection.destroy();
+          return;
+        }
+        this.#adopt(connection);
+        if (gaveUp) {
+          // Abandoned while connecting: nothing was sent, the worker is free again.
+          this.#onRequestDone();
+          return;
+        }
+        try {
+          inner = connection.dispatch(options, handler);
+        } catch (error) {
+          handler.onError(error as Error);
+          this.#onRequestDone();
+          return;
+        }
+        if (connection.idle) this.#onRequestDone();
+      },
+      (error: Error) => {
+        if (!gaveUp) handler.onError(error);
+        if (this.#state === 'active' || this.#state === 'retiring') {
+          this.#log.warn({ pool: this.pool, pid: this.pid, err: error.message }, `php-cgi pid ${this.pid} took no connection: ${error.message}`);
+          this.kill('crashed');
+        }
+      },
+    );
     return controller;
   }
 
@@ -305,38 +371,22 @@ export class PhpCgiWorker extends EventEmitter {
     this.#connection = connection;
     connection.on('free', () => this.#onRequestDone());
     connection.on('close', (_: FastCGIConnection, error: Error | null) => {
-      if (this.#connection !== connection || this.#state === 'stopping' || isTerminal(this.#state)) return;
+      if (this.#connection !== connection) return;
+      this.#connection = null;
+      if (this.#state === 'stopping' || isTerminal(this.#state)) return;
+      // Closed between requests: the next request opens a new one. If php-cgi died, its exit says so.
+      if (this.#state === 'idle') return;
       if (error === null && this.#requestAborted) {
         // The aborted request ended within abortGraceMs and the client closed the connection, as it
-        // does after every abort (client.ts, #settleAfterRequest): php-cgi is healthy and back in
-        // accept(), so the worker reconnects instead of being replaced.
-        void this.#reconnect();
+        // does after every abort (client.ts): php-cgi is healthy and back in accept().
+        this.#onRequestDone();
         return;
       }
-      // The connection is gone but the process may live on (an aborted request that did not end,
-      // or php-cgi dying): it can serve nothing more, so it is killed and the pool replaces it.
+      // The connection broke mid-request but the process may live on (an aborted request that did
+      // not end, or php-cgi dying): it can serve nothing more, so it is killed and replaced.
       this.#finishRequestTiming();
       this.kill(this.#requestAborted || error instanceof FastCGIAbortError ? 'aborted' : 'crashed');
     });
-  }
-
-  async #reconnect(): Promise<void> {
-    let connection: FastCGIConnection;
-    try {
-      connection = await FastCGIConnection.connect(this.listen, this.#connectionOptions());
-    } catch (error) {
-      if (this.#state === 'active' || this.#state === 'retiring') {
-        this.#log.warn({ pool: this.pool, pid: this.pid, err: (error as Error).message }, `php-cgi pid ${this.pid} took no new connection after an aborted request`);
-        this.kill('aborted');
-      }
-      return;
-    }
-    if (this.#state !== 'active' && this.#state !== 'retiring') {
-      connection.destroy();
-      return;
-    }
-    this.#adopt(connection);
-    this.#onRequestDone();
   }
 
   #connectionOptions(): ConnectionOptions {
