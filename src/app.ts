@@ -14,6 +14,7 @@ import { PhpCgiBackend } from './supervisor/php-cgi-backend.js';
 import { WorkerPool } from './supervisor/worker-pool.js';
 import { createAdminHandler } from './observe/admin.js';
 import { VERSION } from './version.js';
+import type { RequestObserver, RequestRecord } from './observe/request-record.js';
 
 export interface AppRuntime {
   config: AppConfig;
@@ -34,11 +35,14 @@ export class TQServer {
   readonly http: HttpFront;
   readonly #log: Logger;
   readonly #startTime = Date.now();
+  /** Subscribers to finished requests (access log, slow log, metrics). */
+  readonly observers: Set<RequestObserver>;
   #stopping: Promise<void> | null = null;
   #stopGraceMs = Infinity;
   #stopStartedAt: number | null = null;
 
-  private constructor(config: Config, apps: Map<string, AppRuntime>, http: HttpFront, log: Logger) {
+  private constructor(config: Config, apps: Map<string, AppRuntime>, http: HttpFront, log: Logger, observers: Set<RequestObserver>) {
+    this.observers = observers;
     this.config = config;
     this.apps = apps;
     this.http = http;
@@ -48,10 +52,14 @@ export class TQServer {
   /** Starts everything; on failure stops what was started and throws. */
   static async start(config: Config, log: Logger): Promise<TQServer> {
     const apps = new Map<string, AppRuntime>();
+    const observers = new Set<RequestObserver>();
+    const onRequest = (record: RequestRecord) => {
+      for (const observer of observers) observer(record);
+    };
     let http: HttpFront | null = null;
     const started = { apps, http: null as HttpFront | null };
     try {
-      for (const app of config.apps) apps.set(app.name, await startApp(app, config, log));
+      for (const app of config.apps) apps.set(app.name, await startApp(app, config, log, onRequest));
       let server: TQServer | null = null;
       const admin: AdminHandler = createAdminHandler({
         statusPath: config.server.statusPath,
@@ -63,10 +71,11 @@ export class TQServer {
         log,
         serverSoftware: `TQServer/${VERSION}`,
         admin,
+        onRequest,
       });
       started.http = http;
       const address = await http.listen();
-      server = new TQServer(config, apps, http, log);
+      server = new TQServer(config, apps, http, log, observers);
       const where = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
       for (const runtime of apps.values()) {
         log.info({ app: runtime.config.name }, `app ${runtime.config.name}: ${where}${runtime.config.path === '/' ? '/' : `${runtime.config.path}/`} -> ${runtime.config.documentRoot}`);
@@ -123,7 +132,7 @@ function httpApp(runtime: AppRuntime): HttpApp {
   };
 }
 
-async function startApp(app: AppConfig, config: Config, log: Logger): Promise<AppRuntime> {
+async function startApp(app: AppConfig, config: Config, log: Logger, onRequest: RequestObserver): Promise<AppRuntime> {
   const backend = app.phpFpm.enabled ? await startFpm(app, config, log) : await startPhpCgi(app, config, log);
   let fastcgi: FastCGIServer | null = null;
   if (app.fastcgi.listen) {
@@ -134,6 +143,7 @@ async function startApp(app: AppConfig, config: Config, log: Logger): Promise<Ap
       backend,
       allowedClients: app.fastcgi.allowedClients,
       log,
+      onRequest,
     });
     try {
       await fastcgi.listen(app.fastcgi.listen);

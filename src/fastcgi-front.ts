@@ -11,6 +11,8 @@ import { FastCGIServer, type FastCGIServerRequest, type FastCGIServerResponse } 
 import type { Logger } from './log.js';
 import type { Backend } from './backend.js';
 import { isHiddenPath } from './http/resolve.js';
+import { CgiResponseParser } from './cgi/response.js';
+import { requestIdFor, type RequestObserver, type RequestRecord } from './observe/request-record.js';
 
 export interface FastCGIFrontOptions {
   app: string;
@@ -19,6 +21,8 @@ export interface FastCGIFrontOptions {
   backend: Backend;
   allowedClients: readonly string[] | 'any';
   log: Logger;
+  /** Called once per request when it is over. */
+  onRequest?: RequestObserver;
 }
 
 /**
@@ -69,8 +73,45 @@ export function createFastCGIFront(options: FastCGIFrontOptions): FastCGIServer 
       const params: Array<[string, Buffer | string]> = [];
       let scriptFilename: string | undefined;
       let hasRedirectStatus = false;
+      const startedAt = Date.now();
+      const startedPerf = performance.now();
+      const id = requestIdFor(request.params.get('HTTP_X_REQUEST_ID'));
+      const record: RequestRecord = {
+        id,
+        front: 'fastcgi',
+        app: options.app,
+        kind: 'php',
+        method: request.params.get('REQUEST_METHOD') ?? '',
+        uri: request.params.get('REQUEST_URI') ?? '',
+        httpVersion: (request.params.get('SERVER_PROTOCOL') ?? '').replace(/^HTTP\//, ''),
+        remoteAddress: request.params.get('REMOTE_ADDR') ?? '',
+        status: 200,
+        bytesSent: 0,
+        startedAt,
+        durationMs: 0,
+        queueMs: null,
+        phpMs: null,
+        backend: options.backend.kind,
+        workerPid: null,
+        script: null,
+        userAgent: request.params.get('HTTP_USER_AGENT') ?? '',
+        referer: request.params.get('HTTP_REFERER') ?? '',
+        error: null,
+        aborted: false,
+      };
+      let dispatchedAt: number | null = null;
+      const report = () => {
+        const now = performance.now();
+        record.durationMs = now - startedPerf;
+        record.queueMs = (dispatchedAt ?? now) - startedPerf;
+        record.phpMs = dispatchedAt === null ? null : now - dispatchedAt;
+        record.aborted = request.signal.aborted;
+        options.onRequest?.(record);
+      };
       for (const [name, value] of request.rawParams) {
         if (DROPPED_PARAMS.has(name)) continue;
+        // The id TQServer logs the request under is the one PHP sees.
+        if (name === 'HTTP_X_REQUEST_ID') continue;
         if (name === 'SCRIPT_FILENAME') {
           // Repeated: the last one counts (as in php-cgi's own param table); it alone is checked and sent.
           scriptFilename = value.toString('utf8');
@@ -81,17 +122,25 @@ export function createFastCGIFront(options: FastCGIFrontOptions): FastCGIServer 
       }
       // php-cgi refuses requests without it (cgi.force_redirect); php-fpm does not need it.
       if (!hasRedirectStatus) params.push(['REDIRECT_STATUS', '200']);
+      params.push(['HTTP_X_REQUEST_ID', id]);
       const problem = checkScript(scriptFilename, options.documentRoot, options.extensions);
       // PHP gets the path that was checked, with any "." and ".." already resolved: the kernel would
       // resolve "link/.." through a symlink, the check resolves it as text.
       if (!problem) params.push(['SCRIPT_FILENAME', resolve(scriptFilename!)]);
       if (problem) {
-        log.info({ app: options.app }, `FastCGI front ${options.app}: 404: ${problem}`);
+        log.info({ app: options.app, req: id }, `FastCGI front ${options.app}: 404: ${problem}`);
         // php-fpm answers the same way and logs "Primary script unknown".
         response.stderr.write('Primary script unknown\n');
         answer(response, 404, 'File not found.', 0);
+        record.kind = 'not-found';
+        record.status = 404;
+        record.error = 'PRIMARY_SCRIPT_UNKNOWN';
+        report();
         return;
       }
+      record.script = relative(options.documentRoot, resolve(scriptFilename!));
+      // Only watched to learn the status for the record; the bytes go to nginx untouched.
+      const head = new CgiResponseParser();
       return new Promise<void>((done) => {
         let wroteOutput = false;
         let controller: RequestController | null = null;
@@ -100,6 +149,7 @@ export function createFastCGIFront(options: FastCGIFrontOptions): FastCGIServer 
         const finish = () => {
           request.signal.removeEventListener('abort', onAbort);
           response.stdout.off('drain', onDrain);
+          report();
           done();
         };
         const onDrain = () => controller?.resume();
@@ -107,8 +157,21 @@ export function createFastCGIFront(options: FastCGIFrontOptions): FastCGIServer 
         controller = options.backend.dispatch(
           { params, body: request.stdin },
           {
+            onDispatch(process) {
+              dispatchedAt = performance.now();
+              record.workerPid = process.pid;
+            },
             onStdout(chunk) {
               wroteOutput = true;
+              record.bytesSent += chunk.length;
+              if (!head.head) {
+                try {
+                  const parsed = head.push(chunk);
+                  if (parsed) record.status = parsed.head.status;
+                } catch {
+                  // a broken head is PHP's to answer for; nginx reports it
+                }
+              }
               return response.stdout.write(chunk);
             },
             onStderr(chunk) {
@@ -120,7 +183,9 @@ export function createFastCGIFront(options: FastCGIFrontOptions): FastCGIServer 
             },
             onError(error) {
               const status = httpStatusFor(error);
-              log.warn({ app: options.app, status, code: (error as { code?: string }).code }, `FastCGI front ${options.app}: ${status}: ${error.message}`);
+              record.error = (error as { code?: string }).code ?? 'ERROR';
+              if (!wroteOutput) record.status = status;
+              log.warn({ app: options.app, req: id, status, code: record.error }, `FastCGI front ${options.app}: ${status}: ${error.message}`);
               if (request.signal.aborted) response.end(1);
               else if (wroteOutput) response.end(1);
               else answer(response, status, status === 503 ? 'Service busy; retry shortly.' : status === 504 ? 'Gateway timeout.' : 'Bad gateway.', 1);

@@ -40,6 +40,11 @@ export interface CgiRoute {
    * environment variable names; anything else is left out.
    */
   extra?: Readonly<Record<string, string>>;
+  /**
+   * The request id TQServer logs this request under; PHP gets it as HTTP_X_REQUEST_ID in place of
+   * whatever X-Request-Id the client sent, so PHP's logs and TQServer's agree.
+   */
+  requestId?: string;
 }
 
 export type CgiParams = Array<[string, string | Buffer]>;
@@ -167,6 +172,7 @@ export function buildCgiEnv(request: CgiRequest, route: CgiRoute): CgiParams {
     // Underscores would let "X_Real_IP" pose as "X-Real-IP" once both become HTTP_X_REAL_IP
     // (nginx drops them too: underscores_in_headers off).
     if (DROPPED_HEADERS.has(lower) || !TOKEN_HEADER.test(name)) continue;
+    if (route.requestId !== undefined && lower === 'x-request-id') continue;
     const key = `HTTP_${lower.toUpperCase().replace(/-/g, '_')}`;
     const previous = headers.get(key);
     headers.set(key, previous === undefined ? value : `${previous}${lower === 'cookie' ? '; ' : ', '}${value}`);
@@ -199,6 +205,7 @@ export function buildCgiEnv(request: CgiRequest, route: CgiRoute): CgiParams {
   if (route.pathInfo !== '') params.push(['PATH_TRANSLATED', route.documentRoot + route.pathInfo]);
   if (request.tls) params.push(['HTTPS', 'on']);
   for (const [key, value] of headers) params.push([key, bytes(value)]);
+  if (route.requestId !== undefined) params.push(['HTTP_X_REQUEST_ID', route.requestId]);
   if (route.extra) {
     for (const [key, value] of Object.entries(route.extra)) {
       // Compared without case: php-cgi imports its process environment too, and a near-miss name

@@ -312,6 +312,7 @@ export class FastCGIClient extends EventEmitter {
     pooled.detachSignal?.();
     pooled.detachSignal = null;
     this.#requests += 1;
+    if (!pooled.retried) pooled.handler.onDispatch?.({ pid: null });
     const reused = connection.requestsServed > 0;
     let answered = false;
     const handler = pooled.handler;

@@ -74,6 +74,11 @@ export interface ResponseHandler {
   onStderr(chunk: Buffer): void;
   onEnd(result: EndResult): void;
   onError(error: Error): void;
+  /**
+   * Optional: the request left the wait queue and is being sent to a PHP process (its pid when
+   * known). Pools call it; observers use it to split queue time from PHP time.
+   */
+  onDispatch?(process: { pid: number | null }): void;
 }
 
 export interface RequestController {

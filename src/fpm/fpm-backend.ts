@@ -239,6 +239,7 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
     const startedAt = this.#clock();
     const terminateMs = this.#master ? this.#app.php.pool.requestTimeoutMs : 0;
     const controller = upstream.client.dispatch(options, {
+      onDispatch: (process) => handler.onDispatch?.(process),
       onStdout: (chunk) => (finished ? true : handler.onStdout(chunk)),
       onStderr: (chunk) => {
         if (!finished) handler.onStderr(chunk);

@@ -11,6 +11,7 @@ import { FastCGIAbortError } from '../errors.js';
 import type { RequestBody, RequestController } from '../fastcgi/client.js';
 import type { Logger } from '../log.js';
 import type { Backend } from '../backend.js';
+import type { PhpTiming } from '../observe/request-record.js';
 import { describeFailure, sendError } from './error-page.js';
 import { BodyTooLargeError, spoolBody, type SpooledBody } from './spool.js';
 
@@ -23,6 +24,10 @@ export interface ProxyTarget {
   maxBodyBytes: number;
   writeTimeoutMs: number;
   log: Logger;
+  /** The request's id, in every log line about it. */
+  requestId: string;
+  /** Filled in as the request goes: when it got a PHP process, when PHP finished, how it failed. */
+  timing: PhpTiming;
 }
 
 /** Hop-by-hop and framing headers are ours to set, not PHP's (RFC 9110 7.6.1). */
@@ -30,7 +35,10 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'te
 
 /** Runs a PHP request and answers it. Resolves when the response is finished or abandoned. */
 export async function proxyToPhp(request: IncomingMessage, response: ServerResponse, target: ProxyTarget): Promise<void> {
-  const { log } = target;
+  const { log, timing } = target;
+  const req = target.requestId;
+  timing.backend = target.backend.kind;
+  timing.script = target.route.script;
   const lengthHeader = request.headers['content-length'];
   const chunked = request.headers['transfer-encoding'] !== undefined;
   let contentLength: number | null = null;
@@ -39,7 +47,7 @@ export async function proxyToPhp(request: IncomingMessage, response: ServerRespo
   if (lengthHeader !== undefined && !chunked) {
     contentLength = Number(lengthHeader);
     if (contentLength > target.maxBodyBytes) {
-      log.info({ app: target.app, bytes: contentLength }, `413 ${request.method} ${request.url}: body of ${contentLength} bytes is over max_body_size (${target.maxBodyBytes})`);
+      log.info({ app: target.app, req, bytes: contentLength }, `413 ${request.method} ${request.url}: body of ${contentLength} bytes is over max_body_size (${target.maxBodyBytes})`);
       response.setHeader('Connection', 'close');
       sendError(request, response, 413, `The request body is larger than ${target.maxBodyBytes} bytes.`);
       return;
@@ -50,7 +58,7 @@ export async function proxyToPhp(request: IncomingMessage, response: ServerRespo
       spooled = await spoolBody(request, target.maxBodyBytes);
     } catch (error) {
       if (error instanceof BodyTooLargeError) {
-        log.info({ app: target.app }, `413 ${request.method} ${request.url}: chunked body over max_body_size (${target.maxBodyBytes})`);
+        log.info({ app: target.app, req }, `413 ${request.method} ${request.url}: chunked body over max_body_size (${target.maxBodyBytes})`);
         response.setHeader('Connection', 'close');
         sendError(request, response, 413, `The request body is larger than ${target.maxBodyBytes} bytes.`);
       } else {
@@ -101,16 +109,17 @@ export async function proxyToPhp(request: IncomingMessage, response: ServerRespo
 
     const writeHead = (length: number | null) => {
       const h = head!;
-      const flat: string[] = [];
+      // appendHeader keeps repeated headers (Set-Cookie) apart and adds to what the front set
+      // (X-Request-Id); writeHead's array form would collapse them once any header is set.
       for (const [name, value] of h.headers) {
         const lower = name.toLowerCase();
         if (HOP_BY_HOP.has(lower)) continue;
         if (lower === 'content-length' && length !== null) continue;
-        flat.push(name, value);
+        response.appendHeader(name, value);
       }
-      if (length !== null && !bodyless(h.status)) flat.push('Content-Length', String(length));
-      if (h.reason) response.writeHead(h.status, h.reason, flat);
-      else response.writeHead(h.status, flat);
+      if (length !== null && !bodyless(h.status)) response.setHeader('Content-Length', String(length));
+      if (h.reason) response.writeHead(h.status, h.reason);
+      else response.writeHead(h.status);
     };
 
     /** Small responses that end in the same read go out with a Content-Length; others stream. */
@@ -139,7 +148,7 @@ export async function proxyToPhp(request: IncomingMessage, response: ServerRespo
     const waitForDrain = () => {
       if (drainTimer) return;
       drainTimer = setTimeout(() => {
-        log.info({ app: target.app }, `${request.method} ${request.url}: the client accepted no data for ${target.writeTimeoutMs} ms; closing`);
+        log.info({ app: target.app, req }, `${request.method} ${request.url}: the client accepted no data for ${target.writeTimeoutMs} ms; closing`);
         controller?.abort(new FastCGIAbortError('client write timeout'));
         response.destroy();
         settle();
@@ -156,8 +165,10 @@ export async function proxyToPhp(request: IncomingMessage, response: ServerRespo
       const failure = describeFailure(error);
       const text = error instanceof Error ? error.message : String(error);
       const code = failure.code ?? (error instanceof CgiHeadError ? 'CGI_BAD_HEAD' : undefined);
+      timing.endedAt ??= performance.now();
+      timing.error = code ?? 'ERROR';
       log.warn(
-        { app: target.app, status: failure.status, code, script: target.route.script },
+        { app: target.app, req, status: failure.status, code, script: target.route.script },
         `${failure.status} ${request.method} ${request.url}: ${text}${code ? ` (${code})` : ''}`,
       );
       controller?.abort(error);
@@ -168,6 +179,8 @@ export async function proxyToPhp(request: IncomingMessage, response: ServerRespo
     const onClose = () => {
       if (settled || response.writableFinished) return;
       // The client went away: stop PHP's request so the worker is freed.
+      timing.error ??= 'FCGI_REQUEST_ABORTED';
+      timing.endedAt ??= performance.now();
       controller?.abort(new FastCGIAbortError('the HTTP client closed the connection'));
       settle();
     };
@@ -179,6 +192,10 @@ export async function proxyToPhp(request: IncomingMessage, response: ServerRespo
     controller = target.backend.dispatch(
       { params, body },
       {
+        onDispatch(process) {
+          timing.dispatchedAt = performance.now();
+          timing.workerPid = process.pid;
+        },
         onStdout(chunk) {
           if (settled) return true;
           let data = chunk;
@@ -210,11 +227,12 @@ export async function proxyToPhp(request: IncomingMessage, response: ServerRespo
         },
         onStderr(chunk) {
           const text = chunk.toString('utf8').trimEnd();
-          if (text) log.warn({ app: target.app, script: target.route.script, stream: 'stderr' }, `PHP stderr (${request.method} ${request.url}): ${text.slice(0, 4096)}`);
+          if (text) log.warn({ app: target.app, req, script: target.route.script, stream: 'stderr' }, `PHP stderr (${request.method} ${request.url}): ${text.slice(0, 4096)}`);
         },
         onEnd() {
           if (settled) return;
           ended = true;
+          timing.endedAt = performance.now();
           if (!head) {
             try {
               parser.finish();

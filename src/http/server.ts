@@ -12,6 +12,7 @@ import { normalizeTarget } from './path.js';
 import { proxyToPhp } from './proxy.js';
 import { resolvePath, type ResolveOptions } from './resolve.js';
 import { serveStatic } from './static.js';
+import { newPhpTiming, requestIdFor, type PhpTiming, type RequestKind, type RequestObserver } from '../observe/request-record.js';
 
 export interface HttpApp {
   name: string;
@@ -30,6 +31,16 @@ export interface HttpFrontOptions {
   log: Logger;
   serverSoftware: string;
   admin?: AdminHandler;
+  /** Called once per request when its response is finished or abandoned. */
+  onRequest?: RequestObserver;
+}
+
+/** What #route learns about a request, for the record observers get. */
+interface RequestContext {
+  id: string;
+  app: string | null;
+  kind: RequestKind;
+  timing: PhpTiming | null;
 }
 
 export class HttpFront {
@@ -115,37 +126,80 @@ export class HttpFront {
 
   #handle(request: IncomingMessage, response: ServerResponse): void {
     this.#inFlight += 1;
+    const startedAt = Date.now();
+    const startedPerf = performance.now();
+    const socket = request.socket;
+    const bytesBefore = socket.bytesWritten;
+    const context: RequestContext = { id: requestIdFor(request.headers['x-request-id']), app: null, kind: 'rejected', timing: null };
+    response.setHeader('X-Request-Id', context.id);
     let done = false;
     const finished = () => {
       if (done) return;
       done = true;
       this.#inFlight -= 1;
       if (this.#inFlight === 0) for (const resolve of this.#idleWaiters.splice(0)) resolve();
+      const observe = this.#options.onRequest;
+      if (!observe) return;
+      const now = performance.now();
+      const timing = context.timing;
+      const dispatched = timing?.dispatchedAt ?? null;
+      observe({
+        id: context.id,
+        front: 'http',
+        app: context.app,
+        kind: context.kind,
+        method: request.method ?? '',
+        uri: request.url ?? '',
+        httpVersion: request.httpVersion,
+        remoteAddress: socket.remoteAddress ?? '',
+        status: response.statusCode,
+        bytesSent: socket.bytesWritten - bytesBefore,
+        startedAt,
+        durationMs: now - startedPerf,
+        queueMs: timing ? (dispatched ?? timing.endedAt ?? now) - startedPerf : null,
+        phpMs: dispatched !== null ? (timing!.endedAt ?? now) - dispatched : null,
+        backend: timing?.backend ?? null,
+        workerPid: timing?.workerPid ?? null,
+        script: timing?.script ?? null,
+        userAgent: headerText(request.headers['user-agent']),
+        referer: headerText(request.headers.referer),
+        error: timing?.error ?? null,
+        aborted: !response.writableFinished,
+      });
     };
     response.once('close', finished);
     if (this.#closing) response.setHeader('Connection', 'close');
-    this.#route(request, response).catch((error: unknown) => {
+    this.#route(request, response, context).catch((error: unknown) => {
       const failure = describeFailure(error);
-      this.#log.error({ err: error instanceof Error ? error.stack : String(error) }, `${request.method} ${request.url}: unexpected error: ${error instanceof Error ? error.message : String(error)}`);
+      this.#log.error(
+        { req: context.id, err: error instanceof Error ? error.stack : String(error) },
+        `${request.method} ${request.url}: unexpected error: ${error instanceof Error ? error.message : String(error)}`,
+      );
       sendError(request, response, failure.status, failure.message);
     });
   }
 
-  async #route(request: IncomingMessage, response: ServerResponse): Promise<void> {
+  async #route(request: IncomingMessage, response: ServerResponse, context: RequestContext): Promise<void> {
     const target = normalizeTarget(request.url ?? '/');
     if (!target.ok) {
-      this.#log.info({ url: request.url?.slice(0, 200) }, `400 ${request.method}: ${target.reason}`);
+      this.#log.info({ req: context.id, url: request.url?.slice(0, 200) }, `400 ${request.method}: ${target.reason}`);
       sendError(request, response, 400, 'The request path is not valid.');
       return;
     }
-    if (this.#options.admin?.(request, response, target.path, target.query)) return;
+    if (this.#options.admin?.(request, response, target.path, target.query)) {
+      context.kind = 'admin';
+      return;
+    }
     const match = this.#router.match(target.path);
     if (!match) {
+      context.kind = 'not-found';
       sendError(request, response, 404, 'No application is mounted at this path.');
       return;
     }
     const app = match.target;
+    context.app = app.name;
     const resolution = resolvePath(match.rest, app.resolve);
+    context.kind = resolution.kind;
     switch (resolution.kind) {
       case 'static':
         serveStatic(request, response, resolution.file, resolution.stats);
@@ -159,10 +213,11 @@ export class HttpFront {
         return;
       }
       case 'not-found':
-        this.#log.debug({ app: app.name, reason: resolution.reason }, `404 ${request.method} ${request.url}: ${resolution.reason}`);
+        this.#log.debug({ app: app.name, req: context.id, reason: resolution.reason }, `404 ${request.method} ${request.url}: ${resolution.reason}`);
         sendError(request, response, 404, 'Not found.');
         return;
       case 'php':
+        context.timing = newPhpTiming();
         await proxyToPhp(request, response, {
           app: app.name,
           backend: app.backend,
@@ -173,11 +228,14 @@ export class HttpFront {
             pathInfo: resolution.pathInfo,
             serverName: this.#options.server.host,
             serverSoftware: this.#options.serverSoftware,
+            requestId: context.id,
           },
           query: target.query,
           maxBodyBytes: this.#options.server.maxBodyBytes,
           writeTimeoutMs: this.#options.server.writeTimeoutMs,
           log: this.#log,
+          requestId: context.id,
+          timing: context.timing,
         });
         return;
       default: {
@@ -226,6 +284,10 @@ export class HttpFront {
     }
     answer();
   }
+}
+
+function headerText(value: string | string[] | undefined): string {
+  return (Array.isArray(value) ? value[0] : value) ?? '';
 }
 
 /** Percent-encodes a decoded path for a Location header, keeping "/" and unreserved characters. */

@@ -487,6 +487,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
         handler.onError(error);
       },
     };
+    handler.onDispatch?.({ pid: worker.pid });
     try {
       request.inner = worker.dispatch(options, guarded, info);
     } catch (error) {
