@@ -236,7 +236,6 @@ function appConfig(name: string, dir: string, file: string, w: WorkerFile, shown
   const fastcgiListen = w.fastcgi.listen === null ? null : absoluteAddress(parseAddress(w.fastcgi.listen), dir);
   const fpmEntries = w.php_fpm.listen === null ? [] : Array.isArray(w.php_fpm.listen) ? w.php_fpm.listen : [w.php_fpm.listen];
   const fpmListen = fpmEntries.map((entry) => absoluteAddress(parseAddress(entry), dir));
-  if (w.php_fpm.external && fpmListen.length === 0) fail('php_fpm.listen', 'is required when php_fpm.external is true (where does php-fpm listen?)');
   const pool = w.php.pool;
   if (problems.length > before) return null;
   return {

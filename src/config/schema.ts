@@ -141,7 +141,39 @@ export const serverFileSchema = z
   })
   .strict();
 
-export const poolSchema = z
+/** php-fpm's pool directive names, accepted in php.pool as aliases of ours. */
+export const PHP_FPM_POOL_ALIASES: Readonly<Record<string, string>> = {
+  pm: 'manager',
+  'pm.max_children': 'max_workers',
+  'pm.start_servers': 'start_workers',
+  'pm.min_spare_servers': 'min_workers',
+  'pm.max_spare_servers': 'max_spare_workers',
+  'pm.max_spawn_rate': 'max_spawn_rate',
+  'pm.max_requests': 'max_requests',
+  'pm.process_idle_timeout': 'idle_timeout',
+  request_terminate_timeout: 'request_timeout',
+};
+
+/** Renames php-fpm's directive names to ours; giving both names for one setting is an error. */
+function acceptPhpFpmNames(value: unknown, ctx: z.RefinementCtx): unknown {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+  const out: Record<string, unknown> = {};
+  for (const [key, entry] of Object.entries(value as Record<string, unknown>)) {
+    const ours = PHP_FPM_POOL_ALIASES[key];
+    if (ours === undefined) {
+      if (!(key in out)) out[key] = entry;
+      continue;
+    }
+    if (ours in (value as Record<string, unknown>)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: [key], message: `sets the same as ${ours}; keep one of the two` });
+      continue;
+    }
+    out[ours] = entry;
+  }
+  return out;
+}
+
+export const poolSchema = z.preprocess(acceptPhpFpmNames, z
   .object({
     manager: z.enum(['static', 'dynamic', 'ondemand']).default('dynamic'),
     max_workers: z.number().int().min(1).default(10),
@@ -179,7 +211,7 @@ export const poolSchema = z
       if (high < low) fail('port_range', `must be [low, high] with low <= high, got [${low}, ${high}]`);
       else if (high - low + 1 < pool.max_workers) fail('port_range', `has ${high - low + 1} ports but max_workers is ${pool.max_workers}`);
     }
-  });
+  }));
 
 export const workerFileSchema = z
   .object({
@@ -224,7 +256,22 @@ export const workerFileSchema = z
       .strict()
       .default({}),
   })
-  .strict();
+  .strict()
+  .superRefine((worker, ctx) => {
+    // php-fpm refuses pm.min_spare_servers and pm.start_servers of 0 in dynamic mode.
+    const pool = worker.php.pool;
+    if (worker.php_fpm.enabled && !worker.php_fpm.external && pool.manager === 'dynamic') {
+      for (const [key, value] of [
+        ['min_workers', pool.min_workers],
+        ['start_workers', pool.start_workers],
+      ] as const) {
+        if (value === 0) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['php', 'pool', key], message: 'must be at least 1 for a dynamic php-fpm pool (php-fpm refuses 0)' });
+      }
+    }
+    if (worker.php_fpm.external && worker.php_fpm.listen === null) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['php_fpm', 'listen'], message: 'is required when php_fpm.external is true (where does php-fpm listen?)' });
+    }
+  });
 
 export type ServerFile = z.output<typeof serverFileSchema>;
 export type WorkerFile = z.output<typeof workerFileSchema>;

@@ -15,6 +15,7 @@ import { detectPhp, type PhpBinary } from '../php/binary.js';
 import type { RequestInfo } from '../supervisor/worker.js';
 import { CircuitBreaker, type BreakerState } from './breaker.js';
 import { FpmMaster } from './launcher.js';
+import { freePort } from './probe.js';
 
 /** php-fpm answers these itself (ping.path, pm.status_path); they never reach a script. */
 export const PING_PATH = '/tqserver-fpm-ping';
@@ -155,6 +156,8 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
       this.#log.info({ app: app.name }, `app ${app.name}: external php-fpm at ${addresses.map(formatAddress).join(', ')}`);
     } else {
       this.#binary = await detectPhp('php-fpm', fpm.binary);
+      // A private unix socket unless told otherwise; php_fpm.transport tcp without a listen picks a free port.
+      const listen = fpm.listen[0] ?? (fpm.transport === 'tcp' ? { host: '127.0.0.1', port: await freePort() } : null);
       const keepDir = this.#options.mode === 'dev' ? join(this.#options.root, '.tqserver', 'phpfpm', app.name) : null;
       this.#master = new FpmMaster({
         app: app.name,
@@ -164,7 +167,7 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
         processControlTimeoutMs: this.#options.processControlTimeoutMs,
         pool: {
           name: app.name,
-          listen: fpm.listen[0] ?? (fpm.transport === 'tcp' ? null : null),
+          listen,
           pool: p,
           settings: app.php.settings,
           env: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', ...app.php.env },

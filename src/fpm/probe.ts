@@ -21,3 +21,15 @@ export function canConnect(address: Address, timeoutMs = 1000): Promise<boolean>
     });
   });
 }
+
+/** A TCP port on `host` that nothing listens on now (the kernel's pick for port 0). */
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen({ host, port: 0 }, () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
