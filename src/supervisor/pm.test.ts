@@ -196,3 +196,23 @@ describe('over time', () => {
     assert.ok(totals.every((t) => t === 4));
   });
 });
+
+describe('max_workers lowered on a reload', () => {
+  test('idle workers beyond it are stopped, the longest idle first, and nothing is spawned', () => {
+    for (const manager of ['static', 'dynamic', 'ondemand'] as const) {
+      const config: PmConfig = { ...base, manager, maxWorkers: 2, minSpareWorkers: 1, maxSpareWorkers: 2, startWorkers: 1 };
+      const workers = [
+        { id: 1, idleSince: 300 },
+        { id: 2, idleSince: 100 },
+        { id: 3, idleSince: 200 },
+      ];
+      const decision = decide(config, snap({ now: 1000, idle: workers, active: 1, lastSpareKillAt: 1000 }));
+      assert.deepEqual([...decision.stop].sort(), [2, 3], manager);
+      assert.equal(decision.spawn, 0, manager);
+    }
+  });
+
+  test('busy workers are not stopped by the policy', () => {
+    assert.deepEqual(decide({ ...base, manager: 'static', maxWorkers: 1 }, snap({ active: 3 })).stop, []);
+  });
+});

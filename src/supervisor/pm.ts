@@ -75,6 +75,10 @@ export function bootWorkers(config: PmConfig): number {
 
 /** What the pool should do now, given its counts. */
 export function decide(config: PmConfig, snapshot: PmSnapshot): PmDecision {
+  return trimExcess(config, snapshot, decideByMode(config, snapshot));
+}
+
+function decideByMode(config: PmConfig, snapshot: PmSnapshot): PmDecision {
   switch (config.manager) {
     case 'static':
       return decideStatic(config, snapshot);
@@ -87,6 +91,19 @@ export function decide(config: PmConfig, snapshot: PmSnapshot): PmDecision {
       return never;
     }
   }
+}
+
+/**
+ * After max_workers was lowered (a reload), idle workers beyond it are stopped at once, the
+ * longest idle first; busy ones are the pool's to retire when their request ends.
+ */
+function trimExcess(config: PmConfig, s: PmSnapshot, decision: PmDecision): PmDecision {
+  const excess = total(s) - config.maxWorkers - decision.stop.length;
+  if (excess <= 0) return decision;
+  const stop = [...decision.stop];
+  const candidates = s.idle.filter((w) => !stop.includes(w.id)).sort((a, b) => a.idleSince - b.idleSince);
+  for (const worker of candidates.slice(0, excess)) stop.push(worker.id);
+  return { ...decision, spawn: 0, stop };
 }
 
 function total(s: PmSnapshot): number {

@@ -46,6 +46,21 @@ export interface PoolConfig extends PmConfig {
   crashBackoffMaxMs?: number;
 }
 
+/** Pool settings a running pool takes in place. */
+export type ReconfigurableKey =
+  | 'manager'
+  | 'maxWorkers'
+  | 'startWorkers'
+  | 'minSpareWorkers'
+  | 'maxSpareWorkers'
+  | 'maxSpawnRate'
+  | 'idleTimeoutMs'
+  | 'maxRequests'
+  | 'requestTimeoutMs'
+  | 'maxWorkerMemoryBytes'
+  | 'queueLimit'
+  | 'queueTimeoutMs';
+
 export interface PoolStats {
   pool: string;
   processManager: PmConfig['manager'];
@@ -124,7 +139,7 @@ class PoolRequest implements RequestController {
 
 export class WorkerPool extends EventEmitter<PoolEvents> {
   readonly name: string;
-  readonly #config: PoolConfig;
+  #config: PoolConfig;
   readonly #log: Logger;
   readonly #clock: () => number;
   readonly #workers = new Map<number, PhpCgiWorker>();
@@ -160,6 +175,18 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     this.#log = log;
     this.#clock = clock;
     this.#startTime = clock();
+  }
+
+  /**
+   * Applies new pool limits in place (a config reload): the policy resizes the pool from its next
+   * decision on, idle workers beyond a lower max_workers stop at once, busy ones after their
+   * request. The PHP processes themselves (binary, ini, env, sockets) are not changed here.
+   */
+  reconfigure(changes: Partial<Pick<PoolConfig, ReconfigurableKey>>): void {
+    this.#config = { ...this.#config, ...changes };
+    this.#spawnRate = 1;
+    this.#log.info({ pool: this.name, manager: this.#config.manager, maxWorkers: this.#config.maxWorkers }, `pool ${this.name}: limits changed (pm ${this.#config.manager}, max_workers ${this.#config.maxWorkers})`);
+    this.#reconcile();
   }
 
   get config(): Readonly<PoolConfig> {
@@ -405,6 +432,12 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     const reason = this.#recycleReason(worker);
     if (reason) {
       void worker.stop(reason);
+      this.#reconcile();
+      return;
+    }
+    if (this.#servingCount() > this.#config.maxWorkers) {
+      // max_workers was lowered while this worker was busy: it goes now that its request is done.
+      void worker.stop('stopped');
       this.#reconcile();
       return;
     }
@@ -676,10 +709,11 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       this.emit('max-workers-reached', this.name, this.#config.maxWorkers);
     }
     this.#atMax = decision.atMax;
+    const overMax = this.#servingCount() > this.#config.maxWorkers;
     for (const id of decision.stop) {
       const worker = this.#workers.get(id);
       if (!worker || worker.state !== 'idle') continue;
-      const reason: ExitReason = 'idle';
+      const reason: ExitReason = overMax ? 'stopped' : 'idle';
       if (this.#config.manager === 'dynamic') this.#lastSpareKillAt = now;
       void worker.stop(reason);
     }
