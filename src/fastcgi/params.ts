@@ -71,16 +71,30 @@ export function measureParams(pairs: ParamPairs, maxBytes = DEFAULT_MAX_PARAMS_B
   return measured;
 }
 
+/**
+ * Writes a string whose UTF-8 length is `bytes`. CGI names and most values are short ASCII
+ * (byte length equals string length): a plain loop beats Buffer#write's per-call overhead there.
+ */
+function writeString(target: Buffer, at: number, text: string, bytes: number): number {
+  const length = text.length;
+  if (bytes !== length) return at + target.write(text, at, 'utf8');
+  if (length > 48) return at + target.write(text, at, 'latin1');
+  for (let i = 0; i < length; i++) target[at + i] = text.charCodeAt(i);
+  return at + length;
+}
+
 /** Writes measured pairs into `target` at `offset`; returns the offset after them. */
 export function writeParams(target: Buffer, offset: number, measured: MeasuredParams): number {
   let at = offset;
   const { names, values, nameBytes, valueBytes } = measured;
   for (let i = 0; i < names.length; i++) {
-    at = writeLength(target, at, nameBytes[i]!);
-    at = writeLength(target, at, valueBytes[i]!);
-    at += target.write(names[i]!, at, 'utf8');
+    const nb = nameBytes[i]!;
+    const vb = valueBytes[i]!;
+    at = writeLength(target, at, nb);
+    at = writeLength(target, at, vb);
+    at = writeString(target, at, names[i]!, nb);
     const value = values[i]!;
-    if (typeof value === 'string') at += target.write(value, at, 'utf8');
+    if (typeof value === 'string') at = writeString(target, at, value, vb);
     else at += value.copy(target, at);
   }
   return at;
