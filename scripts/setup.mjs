@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Sets up whatever is missing before `npm start`, `npm test` or `npm run bench`: npm dependencies,
 // the TypeScript build, and the Debian/Ubuntu packages the chosen task needs (php-cgi, php-fpm, and
-// for tests nginx and cgi-fcgi, for benchmarks wrk and caddy). Plain Node, no dependencies, so it
+// for tests nginx, cgi-fcgi, MariaDB and the PHP apps the app tests run, for benchmarks wrk and
+// caddy). Plain Node, no dependencies, so it
 // runs on a fresh clone. Usage: node scripts/setup.mjs [start|test|bench]
 
 import { spawnSync } from 'node:child_process';
@@ -12,7 +13,10 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const task = process.argv[2] ?? 'start';
 
-/** What each task needs from the system: a binary to look for, and the apt package that provides it. */
+/**
+ * What each task needs from the system: a binary to look for (names), a file that must exist (file)
+ * or a check function (check), and the apt package(s) that provide it (pkg).
+ */
 const SYSTEM = {
   start: [
     { what: 'php-cgi', names: ['php-cgi', /^php-cgi\d+(\.\d+)?$/], pkg: 'php-cgi' },
@@ -21,6 +25,22 @@ const SYSTEM = {
   test: [
     { what: 'nginx', names: ['nginx'], pkg: 'nginx' },
     { what: 'cgi-fcgi', names: ['cgi-fcgi'], pkg: 'libfcgi-bin' },
+    // The dashboard test drives a real headless Chromium.
+    { what: 'chromium', names: ['chromium'], pkg: 'chromium' },
+    { what: 'fonts for its screenshot', file: '/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf', pkg: 'fonts-liberation' },
+    // The metrics tests parse /metrics with Prometheus' own Python client parser (text and OpenMetrics).
+    { what: 'python3-prometheus-client', file: '/usr/lib/python3/dist-packages/prometheus_client/openmetrics/parser.py', pkg: 'python3-prometheus-client' },
+    // Real applications from Debian's archive (test/apps-*.test.ts), with a MariaDB the tests start.
+    { what: 'MariaDB server', names: ['mariadbd'], pkg: 'mariadb-server' },
+    { what: "PHP's mysqli", check: () => phpModule('mysqli'), pkg: 'php-mysql' },
+    { what: "PHP's GD", check: () => phpModule('gd'), pkg: 'php-gd' },
+    { what: "PHP's XML", check: () => phpModule('xml'), pkg: 'php-xml' },
+    { what: "PHP's mbstring", check: () => phpModule('mbstring'), pkg: 'php-mbstring' },
+    // With the php metapackage, or apt answers wordpress's "libapache2-mod-php | php" with Apache's module.
+    { what: 'WordPress', file: '/usr/share/wordpress/wp-settings.php', pkg: ['wordpress', 'php'] },
+    { what: "WordPress's default theme", file: '/usr/share/wordpress/wp-content/themes/twentytwentythree/style.css', pkg: 'wordpress-theme-twentytwentythree' },
+    { what: 'DokuWiki', file: '/usr/share/dokuwiki/doku.php', pkg: 'dokuwiki' },
+    { what: 'Adminer', file: '/etc/adminer/conf.php', pkg: 'adminer' },
   ],
   bench: [
     { what: 'nginx', names: ['nginx'], pkg: 'nginx' },
@@ -76,11 +96,28 @@ function findBinary(names) {
   return null;
 }
 
+/** True when a PHP extension is installed for some PHP version (/usr/lib/php/API/NAME.so). */
+function phpModule(name) {
+  let apis;
+  try {
+    apis = readdirSync('/usr/lib/php');
+  } catch {
+    return false;
+  }
+  return apis.some((api) => existsSync(join('/usr/lib/php', api, `${name}.so`)));
+}
+
+/** An item is there when its check passes, its file exists, or one of its binaries is found. */
+function present(item) {
+  if (item.check) return item.check();
+  return item.file ? existsSync(item.file) : findBinary(item.names) !== null;
+}
+
 function ensureSystemPackages() {
   const needed = task === 'start' ? SYSTEM.start : [...SYSTEM.start, ...SYSTEM[task]];
-  const missing = needed.filter((item) => !findBinary(item.names));
+  const missing = needed.filter((item) => !present(item));
   if (missing.length === 0) return;
-  const packages = [...new Set(missing.map((item) => item.pkg))];
+  const packages = [...new Set(missing.flatMap((item) => item.pkg))];
   const what = missing.map((item) => item.what).join(', ');
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   const hasApt = findBinary(['apt-get']) !== null;
@@ -103,7 +140,7 @@ function ensureSystemPackages() {
     log(`apt-get install ${packages.join(' ')} failed; see the messages above.`);
     process.exit(1);
   }
-  const still = needed.filter((item) => !findBinary(item.names));
+  const still = needed.filter((item) => !present(item));
   if (still.length > 0) {
     log(`installed packages, but still cannot find: ${still.map((item) => item.what).join(', ')}`);
     process.exit(1);

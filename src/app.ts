@@ -7,12 +7,14 @@ import { formatAddress } from './fastcgi/address.js';
 import { FpmBackend } from './fpm/fpm-backend.js';
 import type { FastCGIServer } from './fastcgi/server.js';
 import { createFastCGIFront } from './fastcgi-front.js';
-import { HttpFront, type AdminHandler, type HttpApp } from './http/server.js';
+import { HttpFront, type HttpApp } from './http/server.js';
 import type { Logger } from './log.js';
+import { LogFiles } from './log-file.js';
+import { ServerLogs } from './observe/app-logs.js';
 import { detectPhp } from './php/binary.js';
 import { PhpCgiBackend } from './supervisor/php-cgi-backend.js';
 import { WorkerPool } from './supervisor/worker-pool.js';
-import { createAdminHandler } from './observe/admin.js';
+import { Admin, adminApps } from './observe/admin.js';
 import { VERSION } from './version.js';
 import type { RequestObserver, RequestRecord } from './observe/request-record.js';
 
@@ -37,53 +39,83 @@ export class TQServer {
   readonly #startTime = Date.now();
   /** Subscribers to finished requests (access log, slow log, metrics). */
   readonly observers: Set<RequestObserver>;
+  /** Every log file open in this process (SIGUSR1 reopens them: logFiles.reopenAll()). */
+  readonly logFiles: LogFiles;
+  readonly #logs: ServerLogs;
+  /** Status page, dashboard, metrics and health (src/observe/admin.ts). */
+  readonly admin: Admin;
   #stopping: Promise<void> | null = null;
   #stopGraceMs = Infinity;
   #stopStartedAt: number | null = null;
 
-  private constructor(config: Config, apps: Map<string, AppRuntime>, http: HttpFront, log: Logger, observers: Set<RequestObserver>) {
+  private constructor(config: Config, apps: Map<string, AppRuntime>, http: HttpFront, log: Logger, observers: Set<RequestObserver>, logs: ServerLogs, logFiles: LogFiles, admin: Admin) {
     this.observers = observers;
+    this.admin = admin;
+    this.#logs = logs;
+    this.logFiles = logFiles;
     this.config = config;
     this.apps = apps;
     this.http = http;
     this.#log = log;
   }
 
-  /** Starts everything; on failure stops what was started and throws. */
-  static async start(config: Config, log: Logger): Promise<TQServer> {
+  /**
+   * Starts everything; on failure stops what was started and throws. The apps' log files are opened
+   * through `logFiles` (the CLI passes the registry that also holds the server log).
+   */
+  static async start(config: Config, log: Logger, options: { logFiles?: LogFiles } = {}): Promise<TQServer> {
     const apps = new Map<string, AppRuntime>();
-    const observers = new Set<RequestObserver>();
+    const logFiles =
+      options.logFiles ?? new LogFiles({ onError: (file, error) => log.error({ file: file.path }, `cannot write the log file ${file.path}: ${error.message}`) });
+    const logs = new ServerLogs(logFiles, log);
+    const observers = new Set<RequestObserver>([logs.observe]);
     const onRequest = (record: RequestRecord) => {
       for (const observer of observers) observer(record);
     };
     let http: HttpFront | null = null;
-    const started = { apps, http: null as HttpFront | null };
+    const started = { apps, http: null as HttpFront | null, admin: null as Admin | null };
     try {
-      for (const app of config.apps) apps.set(app.name, await startApp(app, config, log, onRequest));
+      for (const app of config.apps) {
+        logs.addApp(app);
+        apps.set(app.name, await startApp(app, config, log, onRequest, logs));
+      }
       let server: TQServer | null = null;
-      const admin: AdminHandler = createAdminHandler({
+      const admin = new Admin({
         statusPath: config.server.statusPath,
+        metricsPath: config.server.metricsPath,
+        allowedClients: config.server.adminAllowedClients,
+        listen: config.server.adminListen,
         snapshot: () => server!.snapshot(),
+        apps: () => adminApps(apps.values()),
+        log,
       });
+      started.admin = admin;
+      observers.add(admin.observe);
       http = new HttpFront({
         server: config.server,
-        apps: [...apps.values()].map(httpApp),
+        apps: [...apps.values()].map((runtime) => httpApp(runtime, logs)),
         log,
         serverSoftware: `TQServer/${VERSION}`,
-        admin,
+        // With server.admin_listen, status, metrics and health are served there only.
+        admin: config.server.adminListen ? undefined : admin.handler,
         onRequest,
       });
       started.http = http;
       const address = await http.listen();
-      server = new TQServer(config, apps, http, log, observers);
+      await admin.start();
+      server = new TQServer(config, apps, http, log, observers, logs, logFiles, admin);
       const where = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
       for (const runtime of apps.values()) {
         log.info({ app: runtime.config.name }, `app ${runtime.config.name}: ${where}${runtime.config.path === '/' ? '/' : `${runtime.config.path}/`} -> ${runtime.config.documentRoot}`);
       }
-      log.info({ address: where }, `TQServer ${VERSION} listening on ${where} (status: ${where}${config.server.statusPath})`);
+      const adminListen = config.server.adminListen;
+      const adminAt = !adminListen ? where : 'path' in adminListen ? `${formatAddress(adminListen)} ` : `http://${formatAddress(adminListen)}`;
+      log.info({ address: where }, `TQServer ${VERSION} listening on ${where} (dashboard: ${adminAt}${config.server.statusPath}/, metrics: ${adminAt}${config.server.metricsPath})`);
       return server;
     } catch (error) {
       await stopAll(started.http, apps, 0);
+      await started.admin?.close();
+      await logs.close();
       throw error;
     }
   }
@@ -106,7 +138,9 @@ export class TQServer {
     this.#stopGraceMs = graceMs;
     const started = this.#stopStartedAt ??= Date.now();
     // Every close below is idempotent and honours the shorter grace when called again.
-    const run = stopAll(this.http, this.apps, graceMs);
+    // The log files close after the fronts, so the last requests' lines are in them.
+    // The admin endpoints answer until the apps have stopped, so the drain can be watched.
+    const run = stopAll(this.http, this.apps, graceMs).then(() => Promise.all([this.#logs.close(), this.admin.close()])).then(() => {});
     const all = this.#stopping ? Promise.all([this.#stopping, run]).then(() => {}) : run;
     const stopping: Promise<void> = all.then(() => {
       // One line, from the stop that finished last.
@@ -117,12 +151,12 @@ export class TQServer {
   }
 }
 
-function httpApp(runtime: AppRuntime): HttpApp {
+function httpApp(runtime: AppRuntime, logs: ServerLogs): HttpApp {
   const app = runtime.config;
   return {
     name: app.name,
     path: app.path,
-    backend: runtime.backend,
+    backend: logs.backendFor(app.name, runtime.backend, 'http'),
     resolve: {
       documentRoot: app.documentRoot,
       indexFiles: app.indexFiles,
@@ -132,15 +166,16 @@ function httpApp(runtime: AppRuntime): HttpApp {
   };
 }
 
-async function startApp(app: AppConfig, config: Config, log: Logger, onRequest: RequestObserver): Promise<AppRuntime> {
-  const backend = app.phpFpm.enabled ? await startFpm(app, config, log) : await startPhpCgi(app, config, log);
+async function startApp(app: AppConfig, config: Config, log: Logger, onRequest: RequestObserver, logs: ServerLogs): Promise<AppRuntime> {
+  const backend = app.phpFpm.enabled ? await startFpm(app, config, log) : await startPhpCgi(app, config, log, logs);
+  logs.watch(app.name, backend);
   let fastcgi: FastCGIServer | null = null;
   if (app.fastcgi.listen) {
     fastcgi = createFastCGIFront({
       app: app.name,
       documentRoot: app.documentRoot,
       extensions: app.php.extensions,
-      backend,
+      backend: logs.backendFor(app.name, backend, 'fastcgi'),
       allowedClients: app.fastcgi.allowedClients,
       log,
       onRequest,
@@ -156,7 +191,7 @@ async function startApp(app: AppConfig, config: Config, log: Logger, onRequest: 
   return { config: app, backend, fastcgi };
 }
 
-async function startPhpCgi(app: AppConfig, config: Config, log: Logger): Promise<Backend> {
+async function startPhpCgi(app: AppConfig, config: Config, log: Logger, logs: ServerLogs): Promise<Backend> {
   const binary = await detectPhp('php-cgi', app.php.binary);
   const p = app.php.pool;
   const pool = new WorkerPool(
@@ -181,6 +216,7 @@ async function startPhpCgi(app: AppConfig, config: Config, log: Logger): Promise
       queueTimeoutMs: p.queueTimeoutMs,
       transport: p.transport,
       portRange: p.portRange,
+      onWorkerOutput: logs.workerOutput(app.name),
     },
     log.child({ app: app.name }),
   );

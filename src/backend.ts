@@ -58,6 +58,34 @@ export interface PoolStatus {
   /** php-cgi: processes ended, by reason (recycled, crashed, ...). */
   restarts: Record<string, number>;
   /** php-fpm: the upstreams and their circuit breakers. */
-  upstreams: ReadonlyArray<{ address: string; breaker: string; open: number; idle: number; busy: number; queued: number; requests: number; retries: number; failures: number }>;
+  upstreams: ReadonlyArray<UpstreamStatus>;
   processes: ProcessStatus[];
+}
+
+/** One php-fpm upstream on the status page: its connections, TQServer's queue for it, its breaker. */
+export interface UpstreamStatus {
+  address: string;
+  /** closed, open or half-open. */
+  breaker: string;
+  open: number;
+  idle: number;
+  busy: number;
+  queued: number;
+  requests: number;
+  retries: number;
+  /** Consecutive connection failures. */
+  failures: number;
+  /** Why the breaker opened last. */
+  breakerReason?: string;
+  /** How often the breaker opened or closed. */
+  breakerChanges?: number;
+  /** Did the last health check get an answer. */
+  healthy?: boolean;
+  connecting?: number;
+  /** Connections that could not be opened, in all. */
+  connectFailures?: number;
+  /** Requests that could not be sent here and went to another upstream. */
+  failovers?: number;
+  /** Time requests waited in TQServer's queue for a connection here. */
+  queueWait?: { count: number; sumMs: number; maxMs: number };
 }

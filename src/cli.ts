@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { multistream, pino, type DestinationStream, type Level } from 'pino';
 import { TQServer } from './app.js';
 import { ConfigError, formatProblem, loadConfig, type Config, type Mode } from './config/load.js';
-import { LogFile } from './log-file.js';
+import { LogFiles, type LogFile } from './log-file.js';
 import { humanStream, type Logger } from './log.js';
 import { detectPhp } from './php/binary.js';
 import { VERSION } from './version.js';
@@ -58,14 +58,13 @@ function parseFlags(argv: string[]): Flags | 'help' | 'version' {
   return { config: values.config, root: resolve(values.root ?? process.cwd()), mode, quiet: values.quiet ?? false, check: values.check ?? false };
 }
 
-function createServerLogger(config: Config, quiet: boolean): { log: Logger; file: LogFile | null } {
+function createServerLogger(config: Config, quiet: boolean, files: LogFiles): { log: Logger; file: LogFile | null } {
   const streams: Array<{ stream: DestinationStream; level: Level }> = [];
   const level: Level = config.mode === 'dev' && config.server.logLevel === 'info' ? 'debug' : config.server.logLevel;
   if (!quiet) streams.push({ stream: humanStream(process.stderr) as unknown as DestinationStream, level });
   let file: LogFile | null = null;
   if (config.server.logFile) {
-    file = new LogFile(config.server.logFile);
-    file.on('error', (error: Error) => process.stderr.write(`tqserver: cannot write the log file ${file?.path}: ${error.message}\n`));
+    file = files.open(config.server.logFile);
     streams.push({ stream: file as unknown as DestinationStream, level });
   }
   const log = pino({ level, base: null, timestamp: pino.stdTimeFunctions.isoTime }, multistream(streams));
@@ -121,11 +120,26 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
 
-  const { log, file } = createServerLogger(config, flags.quiet);
+  // Every log file of the process (the server log, each app's access, slow and PHP error logs), for SIGUSR1.
+  let serverLog: { log: Logger; file: LogFile | null } | null = null;
+  const files = new LogFiles({
+    onError: (failed, error) => {
+      const text = `cannot write the log file ${failed.path}: ${error.message}`;
+      if (serverLog && failed !== serverLog.file) serverLog.log.error({ file: failed.path }, text);
+      else process.stderr.write(`tqserver: ${text}\n`);
+    },
+  });
+  try {
+    serverLog = createServerLogger(config, flags.quiet, files);
+  } catch (error) {
+    process.stderr.write(`tqserver: ${(error as Error).message}\n`);
+    return 1;
+  }
+  const { log, file } = serverLog;
   if (config.apps.length === 0) log.warn({}, `no apps found under ${config.workersDir} (each app needs workers/NAME/config/worker.yaml)`);
   let server: TQServer;
   try {
-    server = await TQServer.start(config, log);
+    server = await TQServer.start(config, log, { logFiles: files });
   } catch (error) {
     log.fatal({}, `cannot start: ${(error as Error).message}`);
     process.stderr.write(`tqserver: cannot start: ${(error as Error).message}\n`);
@@ -161,8 +175,8 @@ async function main(argv: string[]): Promise<number> {
       log.warn({}, 'SIGHUP: configuration reload is not available in this version yet; restart TQServer to apply config changes');
     });
     process.on('SIGUSR1', () => {
-      file?.reopen();
-      log.info({ file: file?.path }, 'SIGUSR1: log file reopened');
+      const paths = files.reopenAll();
+      log.info({ files: paths }, `SIGUSR1: ${paths.length} log file${paths.length === 1 ? '' : 's'} reopened`);
     });
     process.on('uncaughtException', (error) => {
       log.fatal({ err: error.stack }, `uncaught exception: ${error.message}; stopping`);
@@ -170,7 +184,7 @@ async function main(argv: string[]): Promise<number> {
     });
   });
   // Every line up to "stopped" reaches the log file before the process exits.
-  if (file) await new Promise<void>((resolve) => file.end(() => resolve()));
+  if (file) await files.release(file);
   return code;
 }
 

@@ -138,7 +138,8 @@ export function createFastCGIFront(options: FastCGIFrontOptions): FastCGIServer 
         report();
         return;
       }
-      record.script = relative(options.documentRoot, resolve(scriptFilename!));
+      // As the HTTP front names it: the path inside the document root ("/index.php").
+      record.script = `/${relative(options.documentRoot, resolve(scriptFilename!)).split(sep).join('/')}`;
       // Only watched to learn the status for the record; the bytes go to nginx untouched.
       const head = new CgiResponseParser();
       return new Promise<void>((done) => {
@@ -192,7 +193,7 @@ export function createFastCGIFront(options: FastCGIFrontOptions): FastCGIServer 
               finish();
             },
           },
-          { method: request.params.get('REQUEST_METHOD'), uri: request.params.get('REQUEST_URI'), script: scriptFilename, contentLength: Number(request.params.get('CONTENT_LENGTH') || 0) },
+          { method: request.params.get('REQUEST_METHOD'), uri: request.params.get('REQUEST_URI'), script: scriptFilename, contentLength: Number(request.params.get('CONTENT_LENGTH') || 0), requestId: id },
         );
       });
     },

@@ -1,5 +1,6 @@
-// The server log file: a path with an optional {date} placeholder (a new file each day), opened for
-// appending, reopened on demand (SIGUSR1, for logrotate), folders created as needed.
+// Log files: a path with an optional {date} placeholder (a new file each day), opened for appending
+// by the first write, lines batched into one write per event-loop turn, reopened on demand (SIGUSR1,
+// after logrotate moved the file); and LogFiles, the one registry of open files SIGUSR1 reopens.
 
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { dirname } from 'node:path';
@@ -11,52 +12,221 @@ export function logFileName(template: string, now: Date): string {
   return template.replaceAll('{date}', date);
 }
 
+/** How long after a failed open (a missing folder, a full disk) the file is tried again. */
+const RETRY_MS = 1000;
+
+/** When the local day of `now` began and the next begins, in epoch ms: a {date} file is current between them. */
+function dayBounds(now: Date): [number, number] {
+  const start = new Date(now.getFullYear(), now.getMonth(), now.getDate()).getTime();
+  return [start, new Date(now.getFullYear(), now.getMonth(), now.getDate() + 1).getTime()];
+}
+
 export class LogFile extends Writable {
   readonly template: string;
   readonly #clock: () => Date;
+  /** Opened by the first write, so a log nobody writes to (no slow requests today) leaves no empty file. */
   #stream: WriteStream | null = null;
-  #path = '';
-  #checkedAt = 0;
+  #path: string;
+  /** The file is current from #validFrom to #validUntil (a day for a {date} template, forever otherwise). */
+  #validFrom = -Infinity;
+  #validUntil = Infinity;
+  #retryAt = 0;
+  #lines: string[] = [];
+  #flushScheduled = false;
 
+  /** Creates the file's folder (throws when it cannot); the file itself is created by the first write. */
   constructor(template: string, clock: () => Date = () => new Date()) {
     super();
     this.template = template;
     this.#clock = clock;
-    this.#open();
+    this.#path = logFileName(template, clock());
+    mkdirSync(dirname(this.#path), { recursive: true });
   }
 
-  /** The file written to now. */
+  /** The file written to now (or next, before the first write). */
   get path(): string {
     return this.#path;
   }
 
-  /** Closes and reopens the file (after logrotate moved it). */
+  /**
+   * Closes the file; the next write opens the template's file for that moment (logrotate moved the
+   * old one away). Bytes already handed to the old file still land in it.
+   */
   reopen(): void {
-    this.#stream?.end();
+    const old = this.#stream;
     this.#stream = null;
-    this.#open();
+    this.#retryAt = 0;
+    this.#path = logFileName(this.template, this.#clock());
+    old?.end();
+  }
+
+  /**
+   * Appends one line (without its "\n"). Lines are collected and written once per event-loop turn,
+   * so a request costs an array push, not a write; they are held in memory while the disk is slow.
+   * After end() there is no file left to write to, and the line is not written.
+   */
+  writeLine(line: string): void {
+    if (this.writableEnded) return;
+    this.#lines.push(line);
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(() => {
+      this.#flushScheduled = false;
+      const text = this.#takeLines();
+      if (text && !this.writableEnded) this.write(text);
+    });
+  }
+
+  /** Ends the file once every line written so far is handed to the system. */
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.writableFinished || this.destroyed) resolve();
+      else this.end(() => resolve());
+    });
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    const now = this.#clock();
-    // The date can only change between writes; check it at most once a second.
-    if (now.getTime() - this.#checkedAt >= 1000 || now.getTime() < this.#checkedAt) {
-      this.#checkedAt = now.getTime();
-      if (logFileName(this.template, now) !== this.#path) this.reopen();
-    }
-    if (this.#stream!.write(chunk)) callback();
-    else this.#stream!.once('drain', () => callback());
+    this.#send(chunk, callback);
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
+    this.#send(chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk)), callback);
   }
 
   override _final(callback: (error?: Error | null) => void): void {
-    if (this.#stream) this.#stream.end(() => callback());
-    else callback();
+    const text = this.#takeLines();
+    const stream = text ? this.#current() : this.#stream;
+    this.#stream = null;
+    if (!stream || stream.destroyed) {
+      callback();
+      return;
+    }
+    if (text) stream.write(text);
+    stream.end(() => callback());
   }
 
-  #open(): void {
-    this.#path = logFileName(this.template, this.#clock());
-    mkdirSync(dirname(this.#path), { recursive: true });
-    this.#stream = createWriteStream(this.#path, { flags: 'a', mode: 0o640 });
-    this.#stream.on('error', (error) => this.emit('error', error));
+  #takeLines(): string {
+    if (this.#lines.length === 0) return '';
+    const text = `${this.#lines.join('\n')}\n`;
+    this.#lines = [];
+    return text;
+  }
+
+  /** The stream for now: opened on first use, on a new day (or a clock set back), or again after a failure. */
+  #current(): WriteStream | null {
+    const now = this.#clock();
+    const at = now.getTime();
+    const stream = this.#stream;
+    const stale = stream === null || stream.destroyed || at >= this.#validUntil || at < this.#validFrom;
+    if (!stale || at < this.#retryAt) return stream;
+    try {
+      this.#open(now);
+    } catch (error) {
+      this.#retryAt = at + RETRY_MS;
+      this.emit('error', error);
+      return this.#stream;
+    }
+    // A day's file ends once its last bytes are written.
+    if (stream && stream !== this.#stream) stream.end();
+    return this.#stream;
+  }
+
+  #send(chunk: Buffer, callback: (error?: Error | null) => void): void {
+    const stream = this.#current();
+    if (!stream || stream.destroyed) {
+      // The failure was reported when it happened ('error'); a later write tries the file again.
+      callback();
+      return;
+    }
+    if (stream.write(chunk)) {
+      callback();
+      return;
+    }
+    // A stream that is ended (reopen) or fails while full never drains: its close releases the write too.
+    const done = () => {
+      stream.off('drain', done);
+      stream.off('close', done);
+      callback();
+    };
+    stream.on('drain', done);
+    stream.on('close', done);
+  }
+
+  #open(now: Date): void {
+    const path = logFileName(this.template, now);
+    mkdirSync(dirname(path), { recursive: true });
+    const stream = createWriteStream(path, { flags: 'a', mode: 0o640 });
+    stream.on('error', (error) => {
+      this.#retryAt = this.#clock().getTime() + RETRY_MS;
+      this.emit('error', error);
+    });
+    this.#stream = stream;
+    this.#path = path;
+    if (this.template.includes('{date}')) [this.#validFrom, this.#validUntil] = dayBounds(now);
+  }
+}
+
+export interface LogFilesOptions {
+  /** Told about a file that cannot be written (once per failure, not per line). */
+  onError?: (file: LogFile, error: Error) => void;
+  clock?: () => Date;
+}
+
+/**
+ * The open log files of a process, in one place: opened once per path template however many users
+ * share it (two apps may write one access log), reopened together on SIGUSR1, closed when the last
+ * user lets go.
+ */
+export class LogFiles {
+  readonly #files = new Map<string, { file: LogFile; users: number }>();
+  readonly #options: LogFilesOptions;
+
+  constructor(options: LogFilesOptions = {}) {
+    this.#options = options;
+  }
+
+  /** The file for a template, opened now if nobody has it open; throws when it cannot be created. */
+  open(template: string): LogFile {
+    const entry = this.#files.get(template);
+    if (entry) {
+      entry.users += 1;
+      return entry.file;
+    }
+    let file: LogFile;
+    try {
+      file = new LogFile(template, this.#options.clock);
+    } catch (error) {
+      throw new Error(`cannot open the log file ${template}: ${(error as Error).message}`, { cause: error });
+    }
+    file.on('error', (error: Error) => {
+      if (this.#options.onError) this.#options.onError(file, error);
+      else process.stderr.write(`tqserver: cannot write the log file ${file.path}: ${error.message}\n`);
+    });
+    this.#files.set(template, { file, users: 1 });
+    return file;
+  }
+
+  /** Lets go of a file; the last user's release closes it. */
+  async release(file: LogFile): Promise<void> {
+    const entry = this.#files.get(file.template);
+    if (!entry || entry.file !== file) return;
+    entry.users -= 1;
+    if (entry.users > 0) return;
+    this.#files.delete(file.template);
+    await file.close();
+  }
+
+  /** Reopens every open file (SIGUSR1); returns the paths now written to. */
+  reopenAll(): string[] {
+    const paths: string[] = [];
+    for (const { file } of this.#files.values()) {
+      file.reopen();
+      paths.push(file.path);
+    }
+    return paths;
+  }
+
+  get size(): number {
+    return this.#files.size;
   }
 }

@@ -3,6 +3,7 @@
 
 import { Writable } from 'node:stream';
 import { pino, type DestinationStream, type Logger as PinoLogger, type LevelWithSilent } from 'pino';
+import { escapeMessage } from './observe/log-text.js';
 
 /** The logging surface components use (pino's; child loggers carry pool and pid). */
 export type Logger = PinoLogger;
@@ -44,7 +45,10 @@ export function memoryLogger(level: LogLevel = 'debug'): { log: Logger; records:
 
 const LEVEL_NAMES: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
 
-/** Console lines for people: "12:01:02.345 WARN  message  key=value ...". */
+/**
+ * Console lines for people: "12:01:02.345 WARN  message  key=value ...". Control characters in the
+ * message and values (a URI or a PHP message) are escaped, so one record stays one console line.
+ */
 export function humanLine(json: string): string {
   let record: LogRecord & { time?: string };
   try {
@@ -56,9 +60,9 @@ export function humanLine(json: string): string {
   const clock = typeof time === 'string' ? time.slice(11, 23) : '';
   const extras = Object.entries(rest)
     .filter(([, value]) => value !== undefined && value !== null)
-    .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`)
+    .map(([key, value]) => `${key}=${escapeMessage(typeof value === 'string' ? value : JSON.stringify(value))}`)
     .join(' ');
-  return `${clock} ${(LEVEL_NAMES[level] ?? String(level)).padEnd(5)} ${msg}${extras ? `  ${extras}` : ''}\n`;
+  return `${clock} ${(LEVEL_NAMES[level] ?? String(level)).padEnd(5)} ${escapeMessage(String(msg))}${extras ? `  ${extras}` : ''}\n`;
 }
 
 /** A stream that prints pino's JSON lines in human form to another stream (the console). */

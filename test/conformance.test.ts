@@ -1,15 +1,18 @@
-// One suite of request cases run against every way TQServer serves a PHP app: its own HTTP front,
-// and real nginx (configured from docs/nginx.md) in front of its FastCGI front, over TCP and over a
-// unix socket. Same PHP app, same answers. Then the FastCGI front's own rules, checked with a real
-// FastCGI client (cgi-fcgi) and through nginx (a client abort is passed on).
+// One suite of request cases run against every way TQServer serves a PHP app, on both backends (its
+// own php-cgi pool and a php-fpm master): its own HTTP front, and real nginx (configured from
+// docs/nginx.md) in front of its FastCGI front, over TCP and over a unix socket. Same PHP app, same
+// answers; where php-fpm legitimately differs (its "PHP message: " prefix on stderr, a script that
+// outlives an abort) each backend's documented behaviour is asserted. Then the FastCGI front's own
+// rules, checked with a real FastCGI client (cgi-fcgi) and through nginx (a client abort is passed on).
 
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Address } from '../src/fastcgi/address.js';
+import { FpmBackend } from '../src/fpm/fpm-backend.js';
 import {
   makeProject,
   REPO_ROOT,
@@ -24,14 +27,22 @@ import {
   type RunningFront,
 } from './helpers/front.js';
 import { freePort, parseCgiResponse, runCgiFcgi, startNginx, type Peer } from './helpers/peers.js';
+import { until } from './helpers/supervisor.js';
 
 const md5 = (data: Buffer | string) => createHash('md5').update(data).digest('hex');
 
-/** Where a case is sent, and what differs legitimately between targets (port, document root). */
+/** The two backends an app can run on; every case runs on both. */
+const BACKENDS = ['php-cgi', 'php-fpm'] as const;
+type BackendName = (typeof BACKENDS)[number];
+
+/** Where a case is sent, and what differs legitimately between targets (port, document root, backend). */
 interface Target {
   name: string;
   port: number;
   docRoot: string;
+  backend: BackendName;
+  /** What PHP wrote to FCGI_STDERR, as this target reports it (TQServer's log, or nginx's error log). */
+  stderr(): string[];
 }
 
 type Expected<T> = T | ((target: Target) => T);
@@ -49,6 +60,8 @@ interface Case {
   body?: Expected<string | RegExp>;
   /** Number of Set-Cookie (or other repeated) header lines. */
   repeated?: Record<string, number>;
+  /** A line PHP wrote to FCGI_STDERR, as the target must report it. */
+  stderr?: Expected<string>;
 }
 
 const UPLOAD = randomBytes(200_000);
@@ -314,12 +327,43 @@ const CASES: Case[] = [
     server: { HTTP_X_FORWARDED_FOR: undefined },
   },
   {
+    name: 'error_log() reaches the operator as FCGI_STDERR (php-fpm prefixes "PHP message: ")',
+    request: (t) => ({ path: `/log.php?msg=${encodeURIComponent(`conformance ${t.name}`)}` }),
+    status: 200,
+    body: 'logged\n',
+    stderr: (t) => `${t.backend === 'php-fpm' ? 'PHP message: ' : ''}conformance ${t.name}`,
+  },
+  {
     name: 'encoded dot segments above the root are refused',
     request: { path: '/%2e%2e/%2e%2e/etc/passwd' },
     status: 400,
     body: /^(?![\s\S]*root:x:0:0)/,
   },
 ];
+
+/**
+ * True when one of `texts` holds `line` as PHP wrote it: a line that does not itself start with
+ * php-fpm's "PHP message: " must not carry that prefix where it is reported.
+ */
+function reportsLine(texts: readonly string[], line: string): boolean {
+  return texts.some((text) => {
+    for (let at = text.indexOf(line); at >= 0; at = text.indexOf(line, at + 1)) {
+      if (line.startsWith('PHP message: ') || !text.slice(0, at).endsWith('PHP message: ')) return true;
+    }
+    return false;
+  });
+}
+
+/** Waits until the target reports the case's stderr line (a log file may be written a moment later). */
+async function checkStderr(c: Case, target: Target): Promise<void> {
+  if (c.stderr === undefined) return;
+  const expected = resolveExpected(c.stderr, target);
+  try {
+    await until(`${target.name}: stderr ${JSON.stringify(expected)} reported`, () => reportsLine(target.stderr(), expected), 3000);
+  } catch (error) {
+    assert.fail(`${(error as Error).message}; got ${JSON.stringify(target.stderr().slice(-5))}`);
+  }
+}
 
 /** Checks one reply against a case for one target. */
 function check(c: Case, reply: Reply, target: Target): void {
@@ -367,125 +411,179 @@ function nginxFromDocs(port: number, root: string, upstream: Address): string {
   return `  include /etc/nginx/mime.types;\n  default_type application/octet-stream;\n${config}`;
 }
 
-describe('conformance: the same requests through the HTTP front and through nginx + the FastCGI front', () => {
-  let project: Project;
-  let front: RunningFront;
-  let fcgiPort: number;
-  let socketPath: string;
-  const nginx: Peer[] = [];
-  const targets = new Map<string, Target>();
+/**
+ * What TQServer reported: its log messages and every log file under the project root, wherever PHP's
+ * FCGI_STDERR lines are configured to go (the line is in there; the wording around it is the log's).
+ */
+function frontStderr(front: RunningFront, root: string): string[] {
+  const files = (readdirSync(root, { recursive: true }) as string[]).filter((f) => f.endsWith('.log')).map((f) => readFileSync(join(root, f), 'utf8'));
+  return [...front.records.map((r) => r.msg), ...files];
+}
 
-  before(async () => {
-    fcgiPort = await freePort();
-    project = await makeProject({
-      server: serverYaml(),
-      apps: [
-        { name: 'site', worker: workerYaml('/', { max_workers: 2 }, { extra: `fastcgi:\n  listen: 127.0.0.1:${fcgiPort}` }) },
-        // The same site again, for nginx over a unix socket (an app has one FastCGI listen address).
-        { name: 'mirror', worker: workerYaml('/mirror', { max_workers: 2 }, { extra: 'fastcgi:\n  listen: ./fcgi.sock' }) },
-      ],
+/** The lines PHP sent as FCGI_STDERR, from nginx's error log ('FastCGI sent in stderr: "text" while ...'). */
+function nginxStderr(peer: Peer & { dir: string }): string[] {
+  const log = readFileSync(join(peer.dir, 'error.log'), 'utf8');
+  return [...log.matchAll(/FastCGI sent in stderr: "([\s\S]*?)" while /g)].map((m) => m[1]!);
+}
+
+for (const backend of BACKENDS) {
+  describe(`conformance on ${backend}: the same requests through the HTTP front and through nginx + the FastCGI front`, () => {
+    let project: Project;
+    let front: RunningFront;
+    let fcgiPort: number;
+    let socketPath: string;
+    const nginx: Peer[] = [];
+    const targets = new Map<string, Target>();
+    // The same app on either backend: php_fpm.enabled is the only difference.
+    const fpm = backend === 'php-fpm' ? '\nphp_fpm:\n  enabled: true' : '';
+
+    before(async () => {
+      fcgiPort = await freePort();
+      project = await makeProject({
+        server: serverYaml(),
+        apps: [
+          { name: 'site', worker: workerYaml('/', { max_workers: 2 }, { extra: `fastcgi:\n  listen: 127.0.0.1:${fcgiPort}${fpm}` }) },
+          // The same site again, for nginx over a unix socket (an app has one FastCGI listen address).
+          { name: 'mirror', worker: workerYaml('/mirror', { max_workers: 2 }, { extra: `fastcgi:\n  listen: ./fcgi.sock${fpm}` }) },
+        ],
+      });
+      socketPath = join(project.root, 'workers', 'mirror', 'fcgi.sock');
+      front = await startFront(project.root);
+      assert.equal(front.server.apps.get('site')!.backend.kind, backend);
+      const tcp = await startNginx((port) => nginxFromDocs(port, project.docRoot('site'), { host: '127.0.0.1', port: fcgiPort }));
+      nginx.push(tcp);
+      const unix = await startNginx((port) => nginxFromDocs(port, project.docRoot('mirror'), { path: socketPath }));
+      nginx.push(unix);
+      const add = (name: string, port: number, docRoot: string, stderr: () => string[]) => targets.set(name, { name, port, docRoot, backend, stderr });
+      add('http front', front.port, project.docRoot('site'), () => frontStderr(front, project.root));
+      add('nginx -> FastCGI front (TCP)', tcp.port, project.docRoot('site'), () => nginxStderr(tcp));
+      add('nginx -> FastCGI front (unix socket)', unix.port, project.docRoot('mirror'), () => nginxStderr(unix));
     });
-    socketPath = join(project.root, 'workers', 'mirror', 'fcgi.sock');
-    front = await startFront(project.root);
-    const tcp = await startNginx((port) => nginxFromDocs(port, project.docRoot('site'), { host: '127.0.0.1', port: fcgiPort }));
-    nginx.push(tcp);
-    const unix = await startNginx((port) => nginxFromDocs(port, project.docRoot('mirror'), { path: socketPath }));
-    nginx.push(unix);
-    targets.set('http front', { name: 'http front', port: front.port, docRoot: project.docRoot('site') });
-    targets.set('nginx -> FastCGI front (TCP)', { name: 'nginx -> FastCGI front (TCP)', port: tcp.port, docRoot: project.docRoot('site') });
-    targets.set('nginx -> FastCGI front (unix socket)', { name: 'nginx -> FastCGI front (unix socket)', port: unix.port, docRoot: project.docRoot('mirror') });
-  });
 
-  after(async () => {
-    for (const peer of nginx) await peer.stop();
-    await front?.stop();
-    await project?.cleanup();
-  });
+    after(async () => {
+      for (const peer of nginx) await peer.stop();
+      await front?.stop();
+      await project?.cleanup();
+    });
 
-  for (const name of ['http front', 'nginx -> FastCGI front (TCP)', 'nginx -> FastCGI front (unix socket)']) {
-    describe(name, () => {
-      for (const c of CASES) {
-        test(c.name, async () => {
-          const target = targets.get(name)!;
-          const reply = await request(target.port, resolveExpected(c.request, target));
-          check(c, reply, target);
+    for (const name of ['http front', 'nginx -> FastCGI front (TCP)', 'nginx -> FastCGI front (unix socket)']) {
+      describe(name, () => {
+        for (const c of CASES) {
+          test(c.name, async () => {
+            const target = targets.get(name)!;
+            const reply = await request(target.port, resolveExpected(c.request, target));
+            check(c, reply, target);
+            await checkStderr(c, target);
+          });
+        }
+      });
+    }
+
+    describe('the FastCGI front\'s own rules (like php-fpm)', () => {
+      const fcgi = (): Address => ({ host: '127.0.0.1', port: fcgiPort });
+      const params = (scriptFilename: string, extra: Record<string, string> = {}): Record<string, string> => ({
+        GATEWAY_INTERFACE: 'CGI/1.1',
+        REQUEST_METHOD: 'GET',
+        SCRIPT_FILENAME: scriptFilename,
+        SCRIPT_NAME: '/x.php',
+        REQUEST_URI: '/x.php',
+        QUERY_STRING: '',
+        DOCUMENT_ROOT: project.docRoot('site'),
+        SERVER_PROTOCOL: 'HTTP/1.1',
+        REMOTE_ADDR: '127.0.0.1',
+        ...extra,
+      });
+
+      test('a SCRIPT_FILENAME outside the document root, a missing file, a non-.php file, a hidden one: 404 "File not found."', async () => {
+        const doc = project.docRoot('site');
+        for (const script of [
+          '/etc/passwd',
+          `${doc}/../config/worker.yaml`,
+          `${doc}/../../mirror/public/env.php`,
+          `${doc}/missing.php`,
+          `${doc}/uploads/evil.jpg`,
+          `${doc}/uploads/.hidden.php`,
+          `${doc}/upper.PHP`,
+          `${doc}/env.php/x`,
+          'env.php',
+        ]) {
+          const { stdout } = await runCgiFcgi(fcgi(), params(script));
+          const { headers, body } = parseCgiResponse(stdout);
+          assert.equal(headers.get('status'), '404', `${script}: ${stdout.toString().slice(0, 200)}`);
+          assert.equal(body.toString(), 'File not found.\n', script);
+        }
+        assert.ok(front.find(/FastCGI front site: 404: .*missing\.php is not a file/), 'the log says why');
+      });
+
+      test('a SCRIPT_FILENAME with dot segments that stay inside runs, with the path resolved', async () => {
+        const doc = project.docRoot('site');
+        const { stdout } = await runCgiFcgi(fcgi(), params(`${doc}/sub/../env.php`));
+        const { body } = parseCgiResponse(stdout);
+        assert.equal(JSON.parse(body.toString()).server.SCRIPT_FILENAME, `${doc}/env.php`);
+      });
+
+      test('httpoxy: an HTTP_PROXY param is dropped before PHP sees it', async () => {
+        const { stdout } = await runCgiFcgi(fcgi(), params(`${project.docRoot('site')}/env.php`, { HTTP_PROXY: 'http://attacker.example:8080', HTTP_X_OTHER: 'kept' }));
+        const json = JSON.parse(parseCgiResponse(stdout).body.toString());
+        assert.equal(json.server.HTTP_PROXY, undefined);
+        assert.equal(json.getenv_http_proxy, false);
+        assert.equal(json.server.HTTP_X_OTHER, 'kept');
+      });
+
+      test('a request body streams through to PHP', async () => {
+        const body = randomBytes(300_000);
+        const { stdout } = await runCgiFcgi(
+          fcgi(),
+          params(`${project.docRoot('site')}/env.php`, { REQUEST_METHOD: 'POST', CONTENT_TYPE: 'application/octet-stream', CONTENT_LENGTH: String(body.length) }),
+          body,
+        );
+        const json = JSON.parse(parseCgiResponse(stdout).body.toString());
+        assert.deepEqual(json.input, { length: body.length, md5: md5(body) });
+      });
+
+      // PHP ignores FCGI_ABORT_REQUEST while a script runs (php bug #76419). On php-cgi, TQServer
+      // ends the worker after a short grace and starts another.
+      if (backend === 'php-cgi') {
+        test('an nginx client abort is passed on: the worker is freed without waiting for the script', async () => {
+          const tcp = targets.get('nginx -> FastCGI front (TCP)')!;
+          const req = http.request({ host: '127.0.0.1', port: tcp.port, path: '/slowstart.php?ms=30000', agent: false });
+          req.on('error', () => {});
+          req.end();
+          // nginx buffers the response, so wait for the script to be running rather than for bytes.
+          await waitForPool(front, 'site', (s) => s.active === 1);
+          req.destroy();
+          await waitForPool(front, 'site', (s) => s.active === 0 && s.idle === 2, 8000);
+          assert.ok(front.find(/FastCGI front site: .*aborted|the web server aborted the request/), 'the abort is logged');
+        });
+      } else {
+        // As nginx does with php-fpm, TQServer closes the connection after a short grace; PHP notices
+        // at the script's next output and ends it there (a script that called ignore_user_abort runs
+        // on, within request_terminate_timeout). slowstart.php sleeps, then writes.
+        test('an nginx client abort is passed on: TQServer\'s connection is freed after the grace; php-fpm ends the script at its next output', async () => {
+          const fpmBackend = front.server.apps.get('site')!.backend as FpmBackend;
+          const upstream = () => fpmBackend.stats().upstreams[0]!;
+          /** php-fpm's own view (its status page, read now): is a child running slowstart.php? */
+          const running = async () => {
+            await fpmBackend.checkHealth();
+            return (upstream().php?.processes ?? []).some((p) => p.state === 'Running' && p.requestUri.startsWith('/slowstart.php'));
+          };
+          const tcp = targets.get('nginx -> FastCGI front (TCP)')!;
+          const req = http.request({ host: '127.0.0.1', port: tcp.port, path: '/slowstart.php?ms=2500', agent: false });
+          req.on('error', () => {});
+          req.end();
+          await until('the script to run', () => upstream().busy === 1);
+          req.destroy();
+          await until('the abort to be logged', () => front.find(/FastCGI front site: .*aborted|the web server aborted the request/) !== undefined);
+          await until('TQServer to close the aborted connection', () => upstream().busy === 0, 5000);
+          assert.ok(await running(), 'php-fpm still runs the script: it cannot be stopped mid-sleep');
+          const ended = Date.now() + 8000;
+          while (await running()) {
+            assert.ok(Date.now() < ended, 'php-fpm ends the script at its next output');
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+          assert.equal((await request(front.port, { path: '/sleep.php?ms=0' })).status, 200);
         });
       }
     });
-  }
-
-  describe('the FastCGI front\'s own rules (like php-fpm)', () => {
-    const fcgi = (): Address => ({ host: '127.0.0.1', port: fcgiPort });
-    const params = (scriptFilename: string, extra: Record<string, string> = {}): Record<string, string> => ({
-      GATEWAY_INTERFACE: 'CGI/1.1',
-      REQUEST_METHOD: 'GET',
-      SCRIPT_FILENAME: scriptFilename,
-      SCRIPT_NAME: '/x.php',
-      REQUEST_URI: '/x.php',
-      QUERY_STRING: '',
-      DOCUMENT_ROOT: project.docRoot('site'),
-      SERVER_PROTOCOL: 'HTTP/1.1',
-      REMOTE_ADDR: '127.0.0.1',
-      ...extra,
-    });
-
-    test('a SCRIPT_FILENAME outside the document root, a missing file, a non-.php file, a hidden one: 404 "File not found."', async () => {
-      const doc = project.docRoot('site');
-      for (const script of [
-        '/etc/passwd',
-        `${doc}/../config/worker.yaml`,
-        `${doc}/../../mirror/public/env.php`,
-        `${doc}/missing.php`,
-        `${doc}/uploads/evil.jpg`,
-        `${doc}/uploads/.hidden.php`,
-        `${doc}/upper.PHP`,
-        `${doc}/env.php/x`,
-        'env.php',
-      ]) {
-        const { stdout } = await runCgiFcgi(fcgi(), params(script));
-        const { headers, body } = parseCgiResponse(stdout);
-        assert.equal(headers.get('status'), '404', `${script}: ${stdout.toString().slice(0, 200)}`);
-        assert.equal(body.toString(), 'File not found.\n', script);
-      }
-      assert.ok(front.find(/FastCGI front site: 404: .*missing\.php is not a file/), 'the log says why');
-    });
-
-    test('a SCRIPT_FILENAME with dot segments that stay inside runs, with the path resolved', async () => {
-      const doc = project.docRoot('site');
-      const { stdout } = await runCgiFcgi(fcgi(), params(`${doc}/sub/../env.php`));
-      const { body } = parseCgiResponse(stdout);
-      assert.equal(JSON.parse(body.toString()).server.SCRIPT_FILENAME, `${doc}/env.php`);
-    });
-
-    test('httpoxy: an HTTP_PROXY param is dropped before PHP sees it', async () => {
-      const { stdout } = await runCgiFcgi(fcgi(), params(`${project.docRoot('site')}/env.php`, { HTTP_PROXY: 'http://attacker.example:8080', HTTP_X_OTHER: 'kept' }));
-      const json = JSON.parse(parseCgiResponse(stdout).body.toString());
-      assert.equal(json.server.HTTP_PROXY, undefined);
-      assert.equal(json.getenv_http_proxy, false);
-      assert.equal(json.server.HTTP_X_OTHER, 'kept');
-    });
-
-    test('a request body streams through to PHP', async () => {
-      const body = randomBytes(300_000);
-      const { stdout } = await runCgiFcgi(
-        fcgi(),
-        params(`${project.docRoot('site')}/env.php`, { REQUEST_METHOD: 'POST', CONTENT_TYPE: 'application/octet-stream', CONTENT_LENGTH: String(body.length) }),
-        body,
-      );
-      const json = JSON.parse(parseCgiResponse(stdout).body.toString());
-      assert.deepEqual(json.input, { length: body.length, md5: md5(body) });
-    });
-
-    test('an nginx client abort is passed on: the worker is freed without waiting for the script', async () => {
-      const tcp = targets.get('nginx -> FastCGI front (TCP)')!;
-      const req = http.request({ host: '127.0.0.1', port: tcp.port, path: '/slowstart.php?ms=30000', agent: false });
-      req.on('error', () => {});
-      req.end();
-      // nginx buffers the response, so wait for the script to be running rather than for bytes.
-      await waitForPool(front, 'site', (s) => s.active === 1);
-      req.destroy();
-      await waitForPool(front, 'site', (s) => s.active === 0 && s.idle === 2, 8000);
-      assert.ok(front.find(/FastCGI front site: .*aborted|the web server aborted the request/), 'the abort is logged');
-    });
   });
-});
+}

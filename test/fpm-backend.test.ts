@@ -119,7 +119,11 @@ describe('managed php-fpm: static pool of 4', () => {
   });
 
   test('the master killed with SIGKILL: in-flight requests fail, new ones get 503 at once, service returns by itself', async () => {
-    const inFlight = start(backend, 'sleep.php?ms=2000');
+    // A POST: a GET whose connection closes without an answer may be sent once more (and then find php-fpm down: 503).
+    const inFlight = start(backend, 'sleep.php?ms=2000', {
+      params: { ...fixtureParams('sleep.php?ms=2000'), REQUEST_METHOD: 'POST', CONTENT_LENGTH: '1', CONTENT_TYPE: 'text/plain' },
+      body: 'x',
+    });
     await until('the request to reach PHP', () => backend.stats().upstreams[0]!.busy > 0);
     const oldMaster = backend.master!.pid;
     const children = childrenOf(oldMaster);
@@ -233,6 +237,17 @@ function backendPool(app: AppConfig) {
     allowedClients: ['127.0.0.1'],
   };
 }
+
+describe('php_fpm.listen', () => {
+  test('a list of addresses for a php-fpm TQServer runs is refused, not cut to its first entry', async () => {
+    const [a, b] = [await freePort(), await freePort()];
+    const env = await project(`php_fpm:\n  enabled: true\n  listen: [127.0.0.1:${a}, 127.0.0.1:${b}]\n`);
+    const { backend } = backendFor(env.root, env.app);
+    await assert.rejects(backend.start(), (error: Error & { code?: string }) => error.code === 'CONFIG_INVALID' && /php_fpm\.listen: lists 2 addresses.*php_fpm\.external: true/.test(error.message));
+    await backend.stop(0);
+    await env.cleanup();
+  });
+});
 
 describe('external php-fpm', () => {
   test('one that is not there: requests fail fast with a clear error and nothing hangs', async () => {

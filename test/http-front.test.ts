@@ -500,7 +500,8 @@ describe('HTTP front', () => {
       const pool = (await statusJson(port)).pools.find((p) => p.pool === 'tiny')!;
       const running = (pool.processes as Array<Record<string, any>>).find((p) => p.state === 'Running');
       assert.ok(running, `a Running process on the status page: ${JSON.stringify(pool.processes)}`);
-      assert.equal(running['request URI'], '/tiny/sleep.php?ms=10000');
+      // php-fpm's JSON spells it "request uri" (its text format "request URI").
+      assert.equal(running['request uri'], '/tiny/sleep.php?ms=10000');
       process.kill(running.pid, 'SIGKILL');
       const res = await response;
       const body = await new Promise<string>((resolve) => {

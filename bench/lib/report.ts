@@ -14,6 +14,11 @@ export interface RunReport {
   readonly sections: readonly SectionResult[];
   readonly totalSeconds: number;
   readonly machine: Machine;
+  /**
+   * The 1-minute load average when the run ended: with the one at the start (machine.loadAverage),
+   * it tells whether something else ran on the machine meanwhile. Absent in runs before it existed.
+   */
+  readonly loadAverageAtEnd?: number;
 }
 
 /** A value as its column shows it: numbers with thousands separators and the column's decimals. */
@@ -25,15 +30,17 @@ export function formatValue(value: number | string | null | undefined, column: C
   return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
-function cells(section: Pick<SectionResult, 'columns' | 'rows'>): { header: string[]; body: string[][]; numeric: boolean[] } {
-  const header = ['case', ...section.columns.map((c) => c.label)];
+type Table = Pick<SectionResult, 'columns' | 'rows' | 'caseLabel'>;
+
+function cells(section: Table): { header: string[]; body: string[][]; numeric: boolean[] } {
+  const header = [section.caseLabel ?? 'case', ...section.columns.map((c) => c.label)];
   const body = section.rows.map((row: Row) => [row.case, ...section.columns.map((c) => formatValue(row.values[c.key], c))]);
   const numeric = [false, ...section.columns.map((c) => section.rows.some((row) => typeof row.values[c.key] === 'number'))];
   return { header, body, numeric };
 }
 
 /** A fixed-width table: text left-aligned, numbers right-aligned. */
-export function textTable(section: Pick<SectionResult, 'columns' | 'rows'>): string {
+export function textTable(section: Table): string {
   const { header, body, numeric } = cells(section);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((cell, i) => (numeric[i] ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join('  ').trimEnd();
@@ -41,7 +48,7 @@ export function textTable(section: Pick<SectionResult, 'columns' | 'rows'>): str
 }
 
 /** A GitHub-flavoured Markdown table. */
-export function markdownTable(section: Pick<SectionResult, 'columns' | 'rows'>): string {
+export function markdownTable(section: Table): string {
   const { header, body, numeric } = cells(section);
   const escape = (cell: string) => cell.replace(/\|/g, '\\|');
   const line = (r: string[]) => `| ${r.map(escape).join(' | ')} |`;
@@ -63,9 +70,20 @@ export function markdownReport(report: RunReport): string {
     `| Node.js | ${m.node} |`,
     `| PHP | ${m.php} |`,
     `| load average at start | ${m.loadAverage} |`,
+    ...(report.loadAverageAtEnd === undefined ? [] : [`| load average at end | ${report.loadAverageAtEnd} |`]),
   ];
   for (const section of report.sections) {
     parts.push('', `### ${section.title}`, '', section.description, '', markdownTable(section));
+    for (const extra of section.extras ?? []) {
+      parts.push('', `#### ${extra.title}`, '', ...(extra.description ? [extra.description, ''] : []), markdownTable(extra));
+    }
   }
+  return parts.join('\n');
+}
+
+/** A section's table and its extras for the terminal. */
+export function textSection(section: SectionResult): string {
+  const parts = [textTable(section)];
+  for (const extra of section.extras ?? []) parts.push('', extra.title, '', textTable(extra));
   return parts.join('\n');
 }

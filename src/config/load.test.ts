@@ -126,7 +126,10 @@ function defaultApp(root: string, overrides: Partial<AppConfig> = {}): AppConfig
         transport: 'unix',
         portRange: [9100, 9199],
       },
+      errorLog: join(root, 'logs', 'blog_php_error_{date}.log'),
     },
+    accessLog: { path: join(root, 'logs', 'blog_access_{date}.log'), format: 'combined' },
+    slowLog: { thresholdMs: 5000, path: join(root, 'logs', 'blog_slow_{date}.log') },
     fastcgi: { listen: null, allowedClients: ['127.0.0.1', '::1'] },
     phpFpm: { enabled: false, binary: null, listen: [], external: false, transport: 'unix', poolSize: null, connectTimeoutMs: 1000, requestTimeoutMs: 30_000 },
     ...overrides,
@@ -150,6 +153,9 @@ describe('loading', () => {
         logFile: join(root, 'logs', 'tqserver_{date}.log'),
         logLevel: 'info',
         statusPath: '/status',
+        metricsPath: '/metrics',
+        adminAllowedClients: ['127.0.0.0/8', '::1'],
+        adminListen: null,
         maxBodyBytes: 100 * 1024 ** 2,
         maxHeaderBytes: 16 * 1024,
         shutdownTimeoutMs: 30_000,
@@ -233,6 +239,21 @@ describe('loading', () => {
     assert.deepEqual(blog!.phpFpm.listen, [{ path: join(dir, 'run', 'a.sock') }, { host: '127.0.0.1', port: 9000 }, { path: '/abs/b.sock' }]);
   });
 
+  test('log files: relative paths from the app folder, null or "" for none (access) or the server log (slow, PHP errors)', () => {
+    const root = project({
+      ...app('a', 'path: /a\naccess_log:\n  path: logs/access.log\n  format: json\nslow_log:\n  threshold: 1500ms\n  path: /var/log/a_slow.log\nphp:\n  error_log: ~\n'),
+      ...app('b', 'path: /b\naccess_log:\n  path: ~\nslow_log:\n  threshold: 0\n  path: ""\nphp:\n  error_log: ""\n'),
+    });
+    const [a, b] = loadConfig({ root }).apps;
+    assert.deepEqual(a!.accessLog, { path: join(root, 'workers', 'a', 'logs', 'access.log'), format: 'json' });
+    assert.deepEqual(a!.slowLog, { thresholdMs: 1500, path: '/var/log/a_slow.log' });
+    assert.equal(a!.php.errorLog, null);
+    assert.deepEqual(b!.accessLog, { path: null, format: 'combined' });
+    assert.deepEqual(b!.slowLog, { thresholdMs: 0, path: null });
+    assert.equal(b!.php.errorLog, null);
+    assert.throws(() => loadConfig({ root: project(app('c', 'path: /c\naccess_log:\n  format: apache\n')) }), /access_log\.format: .*combined/);
+  });
+
   test('a bare binary name stays a PATH lookup', () => {
     const root = project(app('blog', 'path: /blog\nphp:\n  binary: php-cgi8.3\n'));
     assert.equal(loadConfig({ root }).apps[0]!.php.binary, 'php-cgi8.3');
@@ -270,6 +291,16 @@ describe('loading', () => {
   test('fastcgi.listen as a bare port number', () => {
     const root = project(app('blog', 'path: /blog\nfastcgi:\n  listen: 9001\n'));
     assert.deepEqual(loadConfig({ root }).apps[0]!.fastcgi.listen, { host: '127.0.0.1', port: 9001 });
+  });
+
+  test('admin_listen: status, metrics and health move there, and apps may use those paths on the main port', () => {
+    const root = project({ 'config/server.yaml': 'server:\n  admin_listen: ./run/admin.sock\n  admin_allowed_clients: any\n  metrics_path: /prom/\n', ...app('blog', 'path: /status\n') });
+    const config = loadConfig({ root });
+    assert.deepEqual(config.server.adminListen, { path: join(root, 'run', 'admin.sock') }, 'a relative socket path resolves against the root');
+    assert.equal(config.server.adminAllowedClients, 'any');
+    assert.equal(config.server.metricsPath, '/prom');
+    assert.equal(config.apps[0]!.path, '/status');
+    assert.deepEqual(loadConfig({ root: project({ 'config/server.yaml': 'server:\n  admin_listen: 9145\n', 'workers/': '' }) }).server.adminListen, { host: '127.0.0.1', port: 9145 });
   });
 
   test('allowed_clients: any', () => {
@@ -375,7 +406,7 @@ describe('error messages', () => {
     {
       name: 'an unknown key with nothing close lists the known keys',
       worker: 'path: /blog\ncolour: red\n',
-      want: [`${W}: colour: unknown key (known keys here: path, type, enabled, document_root, index_files, front_controller, php, fastcgi, php_fpm)`],
+      want: [`${W}: colour: unknown key (known keys here: path, type, enabled, document_root, index_files, front_controller, php, fastcgi, access_log, slow_log, php_fpm)`],
     },
     { name: 'a string for a number', files: { 'config/server.yaml': 'server:\n  port: eighty\n', 'workers/': '' }, want: [`${S}: server.port: must be a number, got "eighty"`] },
     { name: 'a port out of range', files: { 'config/server.yaml': 'server:\n  port: 70000\n', 'workers/': '' }, want: [`${S}: server.port: must be <= 65535, got 70000`] },
@@ -423,6 +454,10 @@ describe('error messages', () => {
       files: { 'config/server.yaml': 'server:\n  status_path: /admin/status/\n', ...app('blog', 'path: /admin/status\n') },
       want: [`${W}: path: /admin/status is shadowed by server.status_path /admin/status`],
     },
+    { name: 'an app at metrics_path', worker: 'path: /metrics\n', want: [`${W}: path: /metrics is shadowed by server.metrics_path /metrics`] },
+    { name: 'an app at /readyz', worker: 'path: /readyz\n', want: [`${W}: path: /readyz is shadowed by the readiness endpoint /readyz`] },
+    { name: 'an admin_allowed_clients entry that is not an address', files: { 'config/server.yaml': 'server:\n  admin_allowed_clients: [localhost]\n', 'workers/': '' }, want: [`${S}: server.admin_allowed_clients: allowed client "localhost" is not an IP address or CIDR range`] },
+    { name: 'a bad admin_listen', files: { 'config/server.yaml': 'server:\n  admin_listen: "nowhere"\n', 'workers/': '' }, want: [`${S}: server.admin_listen: not a FastCGI address: "nowhere" (expected host:port, [ipv6]:port, a port, or a socket path)`] },
     { name: 'a type other than php', worker: 'path: /blog\ntype: node\n', want: [`${W}: type: only php workers are supported (other types may come later), got "node"`] },
     { name: 'a path without a leading slash', worker: 'path: blog\n', want: [`${W}: path: must start with /`] },
     {

@@ -22,6 +22,12 @@ export interface ServerConfig {
   logFile: string | null;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
   statusPath: string;
+  /** Prometheus exposition path. */
+  metricsPath: string;
+  /** Who may read status, metrics and health: addresses or CIDR ranges, or 'any'. */
+  adminAllowedClients: readonly string[] | 'any';
+  /** Serve status, metrics and health here instead of on the main port; null: the main port. */
+  adminListen: Address | null;
   maxBodyBytes: number;
   maxHeaderBytes: number;
   shutdownTimeoutMs: number;
@@ -64,7 +70,13 @@ export interface AppConfig {
     env: Readonly<Record<string, string>>;
     extensions: readonly string[];
     pool: PoolSettings;
+    /** Absolute path (optional {date}) for PHP's stderr and the php-cgi processes' output, or null for the server log. */
+    errorLog: string | null;
   };
+  /** Absolute path (optional {date}) of the access log, or null for none. */
+  accessLog: { path: string | null; format: 'common' | 'combined' | 'json' };
+  /** Requests at least thresholdMs long (0: off) go to path, or to the server log when path is null. */
+  slowLog: { thresholdMs: number; path: string | null };
   fastcgi: { listen: Address | null; allowedClients: readonly string[] | 'any' };
   phpFpm: {
     enabled: boolean;
@@ -154,7 +166,7 @@ export function loadConfig(options: LoadOptions): Config {
         if (raw === undefined) continue;
         const parsed = validate(workerFileSchema, raw ?? {}, display(file), problems);
         if (!parsed || !parsed.enabled) continue;
-        const app = appConfig(name, dir, file, parsed, display(file), problems);
+        const app = appConfig(name, dir, file, parsed, display(file), problems, root);
         if (app) apps.push(app);
       }
     }
@@ -220,13 +232,16 @@ function serverConfig(file: ServerFile, root: string): ServerConfig {
     logLevel: s.log_level,
     // The admin handler compares normalised request paths, which never end in "/" past the root.
     statusPath: s.status_path.length > 1 ? s.status_path.replace(/\/+$/, '') : s.status_path,
+    metricsPath: s.metrics_path.length > 1 ? s.metrics_path.replace(/\/+$/, '') : s.metrics_path,
+    adminAllowedClients: s.admin_allowed_clients,
+    adminListen: s.admin_listen === null ? null : absoluteAddress(parseAddress(s.admin_listen), root),
     maxBodyBytes: s.max_body_size,
     maxHeaderBytes: s.max_header_size,
     shutdownTimeoutMs: Math.round(s.shutdown_timeout_seconds * 1000),
   };
 }
 
-function appConfig(name: string, dir: string, file: string, w: WorkerFile, shown: string, problems: ConfigProblem[]): AppConfig | null {
+function appConfig(name: string, dir: string, file: string, w: WorkerFile, shown: string, problems: ConfigProblem[], root: string): AppConfig | null {
   const before = problems.length;
   const fail = (key: string, message: string) => problems.push({ file: shown, key, message });
   const documentRoot = resolve(dir, w.document_root);
@@ -268,7 +283,10 @@ function appConfig(name: string, dir: string, file: string, w: WorkerFile, shown
         transport: pool.transport,
         portRange: pool.port_range,
       },
+      errorLog: logPath(w.php.error_log, dir, join(root, 'logs', `${name}_php_error_{date}.log`)),
     },
+    accessLog: { path: logPath(w.access_log.path, dir, join(root, 'logs', `${name}_access_{date}.log`)), format: w.access_log.format },
+    slowLog: { thresholdMs: w.slow_log.threshold, path: logPath(w.slow_log.path, dir, join(root, 'logs', `${name}_slow_{date}.log`)) },
     fastcgi: { listen: fastcgiListen, allowedClients: w.fastcgi.allowed_clients },
     phpFpm: {
       enabled: w.php_fpm.enabled,
@@ -281,6 +299,17 @@ function appConfig(name: string, dir: string, file: string, w: WorkerFile, shown
       requestTimeoutMs: w.php_fpm.request_timeout_ms,
     },
   };
+}
+
+/**
+ * An app's log file: absent means the default (in the project's logs/ folder, beside the server log),
+ * null or "" means none, and a relative path resolves against the app's folder like every path in
+ * worker.yaml.
+ */
+function logPath(value: string | null | undefined, dir: string, fallback: string): string | null {
+  if (value === undefined) return fallback;
+  if (value === null || value === '') return null;
+  return resolve(dir, value);
 }
 
 function absoluteAddress(address: Address, dir: string): Address {
@@ -296,9 +325,12 @@ function checkAcrossApps(apps: AppConfig[], server: ServerConfig | null, display
     if (other) problems.push({ file: display(app.file), key: 'path', message: `${app.path} is also the path of ${display(other.file)}` });
     else byPath.set(app.path, app);
     // The status endpoints are answered before any app, so an app at or under status_path would be unreachable.
-    if (server && (app.path === server.statusPath || app.path.startsWith(`${server.statusPath}/`))) {
+    if (server && !server.adminListen && (app.path === server.statusPath || app.path.startsWith(`${server.statusPath}/`))) {
       problems.push({ file: display(app.file), key: 'path', message: `${app.path} is shadowed by server.status_path ${server.statusPath}` });
     }
+    // So are the metrics and health endpoints, at exactly their paths.
+    const exact: Array<[string, string]> = server && !server.adminListen ? [[server.metricsPath, `server.metrics_path ${server.metricsPath}`], ['/healthz', 'the health endpoint /healthz'], ['/readyz', 'the readiness endpoint /readyz']] : [];
+    for (const [path, what] of exact) if (app.path === path) problems.push({ file: display(app.file), key: 'path', message: `${app.path} is shadowed by ${what}` });
     if (app.fastcgi.listen) {
       const key = 'path' in app.fastcgi.listen ? app.fastcgi.listen.path : `${app.fastcgi.listen.host}:${app.fastcgi.listen.port}`;
       const taken = byListen.get(key);

@@ -120,6 +120,9 @@ export const serverFileSchema = z
         log_file: z.string().nullable().default('logs/tqserver_{date}.log'),
         log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
         status_path: urlPath.default('/status'),
+        metrics_path: urlPath.default('/metrics'),
+        admin_allowed_clients: allowedClients.default(['127.0.0.0/8', '::1']),
+        admin_listen: address.nullable().default(null),
         max_body_size: size().default('100M'),
         max_header_size: size().default('16K'),
         shutdown_timeout_seconds: z.number().min(0).max(Math.floor(MAX_TIMER_MS / 1000)).default(30),
@@ -232,6 +235,8 @@ export const workerFileSchema = z
           .min(1)
           .default(['.php']),
         pool: poolSchema.default({}),
+        // Absent: logs/NAME_php_error_{date}.log in the project root (load.ts); null or "": the server log.
+        error_log: z.string().nullable().optional(),
       })
       .strict()
       .default({}),
@@ -239,6 +244,21 @@ export const workerFileSchema = z
       .object({
         listen: address.nullable().default(null),
         allowed_clients: allowedClients.default(['127.0.0.1', '::1']),
+      })
+      .strict()
+      .default({}),
+    // Absent paths: logs/NAME_access_{date}.log and logs/NAME_slow_{date}.log in the project root (load.ts).
+    access_log: z
+      .object({
+        path: z.string().nullable().optional(),
+        format: z.enum(['common', 'combined', 'json']).default('combined'),
+      })
+      .strict()
+      .default({}),
+    slow_log: z
+      .object({
+        threshold: duration().default('5s'),
+        path: z.string().nullable().optional(),
       })
       .strict()
       .default({}),

@@ -53,6 +53,30 @@ function hasNoBody(options: RequestOptions): boolean {
   return body === undefined || body === null || ((typeof body === 'string' || Buffer.isBuffer(body)) && body.length === 0);
 }
 
+/**
+ * RFC 9110 9.2.2: methods whose repetition has the effect of one request. A connection that closes
+ * without an answer may have run the script before it died, so only these are ever sent twice (as
+ * nginx's fastcgi_next_upstream does not repeat POST, PATCH or LOCK).
+ */
+const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** The request's REQUEST_METHOD param (GET when it has none, as for a bare FastCGI request). */
+function methodOf(options: RequestOptions): string {
+  const params = options.params;
+  let value: unknown;
+  if (Symbol.iterator in params) {
+    for (const [name, v] of params as Iterable<readonly [string, unknown]>) if (name === 'REQUEST_METHOD') value = v;
+  } else {
+    value = (params as Readonly<Record<string, unknown>>).REQUEST_METHOD;
+  }
+  return value === undefined || value === null ? 'GET' : String(value).toUpperCase();
+}
+
+/** May be sent again after a kept-alive connection closed without answering: no body, idempotent method. */
+function replayable(options: RequestOptions): boolean {
+  return hasNoBody(options) && IDEMPOTENT_METHODS.has(methodOf(options));
+}
+
 /** The controller a caller holds while its request waits in the queue, then while it runs. */
 class PooledRequest implements RequestController {
   readonly options: RequestOptions;
@@ -317,8 +341,9 @@ export class FastCGIClient extends EventEmitter {
     let answered = false;
     const handler = pooled.handler;
     // A kept-alive connection the peer closed before reading our request: if nothing came back and
-    // the request has no body (nothing of it can have been consumed), send it once more on a fresh
-    // connection. A request with a body is never replayed.
+    // the request has no body (nothing of it can have been consumed) and an idempotent method (the
+    // peer may have run it before dying), send it once more on a fresh connection. A request with a
+    // body, or a POST without one, is never replayed.
     const watched: ResponseHandler = {
       onStdout: (chunk) => {
         answered = true;
@@ -331,7 +356,7 @@ export class FastCGIClient extends EventEmitter {
       onEnd: (result) => handler.onEnd(result),
       onError: (error) => {
         const code = (error as { code?: string }).code ?? '';
-        if (reused && !answered && !pooled.retried && !pooled.done && !this.#destroyed && STALE_CONNECTION_ERRORS.has(code) && hasNoBody(pooled.options)) {
+        if (reused && !answered && !pooled.retried && !pooled.done && !this.#destroyed && STALE_CONNECTION_ERRORS.has(code) && replayable(pooled.options)) {
           pooled.retried = true;
           pooled.inner = null;
           this.#retries += 1;

@@ -1,25 +1,43 @@
 // The php-fpm backend: a managed php-fpm master (or an external php-fpm, or several upstreams) behind
 // pooled FastCGI clients sized to php-fpm's children, with TQServer's own queue, health checks
-// through php-fpm's status page, a circuit breaker per upstream, and least-busy routing.
+// through php-fpm's status page, a circuit breaker per upstream, least-busy routing with failover
+// for requests that could not be sent, and graceful reloads.
 
 import { EventEmitter } from 'node:events';
 import { join } from 'node:path';
-import type { Backend, PoolStatus, ProcessStatus } from '../backend.js';
+import type { Backend, PoolStatus } from '../backend.js';
 import type { AppConfig, Mode } from '../config/load.js';
-import { FastCGITimeoutError, PhpTimeoutError, PoolUnavailableError, TQServerError } from '../errors.js';
+import { ConfigValueError, FastCGITimeoutError, PhpTimeoutError, PoolUnavailableError, TQServerError } from '../errors.js';
 import { formatAddress, type Address } from '../fastcgi/address.js';
 import { FastCGIClient } from '../fastcgi/client-pool.js';
-import { FastCGIResponse, type RequestController, type RequestOptions, type ResponseHandler } from '../fastcgi/client.js';
+import { FastCGIResponse, toAbortError, type RequestController, type RequestOptions, type ResponseHandler } from '../fastcgi/client.js';
 import type { Logger } from '../log.js';
 import { detectPhp, type PhpBinary } from '../php/binary.js';
 import type { RequestInfo } from '../supervisor/worker.js';
-import { CircuitBreaker, type BreakerState } from './breaker.js';
-import { FpmMaster } from './launcher.js';
+import type { BreakerState } from './breaker.js';
+import { parseFpmStatus, type FpmPoolStatus } from './fpm-status.js';
+import { FpmMaster, type FpmMasterOptions } from './launcher.js';
 import { freePort } from './probe.js';
+import { QueueWait, type QueueWaitStats } from './queue-wait.js';
+import { chooseUpstream, Upstream, type UpstreamStats } from './upstream.js';
+
+export { parseFpmStatus, type FpmPoolStatus } from './fpm-status.js';
+export type { UpstreamStats } from './upstream.js';
 
 /** php-fpm answers these itself (ping.path, pm.status_path); they never reach a script. */
 export const PING_PATH = '/tqserver-fpm-ping';
 export const STATUS_PATH = '/tqserver-fpm-status';
+
+/**
+ * How long a connection to php-fpm may stay idle: a tenth of request_terminate_timeout, between
+ * 250 ms and 5 s; kept open while there is no such timeout. php-fpm counts a child's wait for the
+ * next request on a kept-alive connection toward request_terminate_timeout (it times from "Reading
+ * headers"): a child idle that long is killed ("execution timed out"), and a request on a connection
+ * idle for a while gets that much less time. Under load connections are never idle and stay open.
+ */
+export function fpmIdleTimeoutMs(terminateMs: number): number {
+  return terminateMs > 0 ? Math.round(Math.max(250, Math.min(5000, terminateMs / 10))) : 0;
+}
 
 export interface FpmBackendOptions {
   app: AppConfig;
@@ -34,101 +52,130 @@ export interface FpmBackendOptions {
   clock?: () => number;
 }
 
-/** php-fpm's own pool figures, read from its status page at each health check. */
-export interface FpmPoolStatus {
-  pool: string;
-  processManager: string;
-  startTime: number;
-  acceptedConn: number;
-  listenQueue: number;
-  maxListenQueue: number;
-  listenQueueLen: number;
-  idleProcesses: number;
-  activeProcesses: number;
-  totalProcesses: number;
-  maxActiveProcesses: number;
-  maxChildrenReached: number;
-  slowRequests: number;
-  processes: ProcessStatus[];
-}
-
-export interface UpstreamStats {
-  address: string;
-  breaker: BreakerState;
-  breakerReason: string;
-  open: number;
-  idle: number;
-  busy: number;
-  queued: number;
-  requests: number;
-  retries: number;
-  failures: number;
-  healthy: boolean;
-  php: FpmPoolStatus | null;
-}
-
 export interface FpmBackendStats {
   app: string;
   managed: boolean;
   masterPid: number;
   masterState: string;
   masterRestarts: number;
+  /** Requests taken. */
   accepted: number;
+  /** Requests waiting in TQServer's queue now (every upstream, and those held during a reload). */
   queueLength: number;
   maxQueueLength: number;
+  /** How long requests waited for a connection, every upstream together. */
+  queueWait: QueueWaitStats;
+  /** No connection became free within php.pool.queue_timeout (503). */
   queueTimeouts: number;
+  /** No complete answer within php_fpm.request_timeout_ms (504). */
   requestTimeouts: number;
+  /** php-fpm killed the child at request_terminate_timeout (504). */
+  terminateTimeouts: number;
+  /** A child's connection closed mid-request for another reason (502): a crash or a kill. */
+  crashes: number;
+  /** Requests that could not be sent to one upstream and went to another. */
+  failovers: number;
+  /** Circuit breakers that opened or closed, every upstream together. */
+  breakerChanges: number;
+  reloads: number;
   upstreams: UpstreamStats[];
 }
 
+export type FpmTimeoutKind = 'queue' | 'request' | 'terminate';
+
 export interface FpmBackendEvents {
   breaker: [address: string, state: BreakerState, reason: string];
+  /** A request could not be sent to `from` (error `code`) and was sent to another upstream. */
+  failover: [from: string, code: string];
+  timeout: [kind: FpmTimeoutKind, uri: string];
 }
 
-/**
- * Errors that say the upstream cannot be reached (they count against the breaker). A connection
- * closed mid-request is one child's end (a crash, a kill, a recycle), not php-fpm being down.
- */
-const CONNECTION_FAILURES = new Set(['FCGI_CONNECT_REFUSED', 'FCGI_CONNECT_TIMEOUT']);
+/** Errors that say an upstream cannot be reached: they count against its breaker. */
+const CONNECT_FAILURES = new Set(['FCGI_CONNECT_REFUSED', 'FCGI_CONNECT_TIMEOUT']);
 
-class Upstream {
-  readonly address: Address;
-  readonly label: string;
-  readonly client: FastCGIClient;
-  readonly breaker = new CircuitBreaker();
-  readonly capacity: number;
-  failures = 0;
-  healthy = true;
-  php: FpmPoolStatus | null = null;
+/** Handed to requests queued in a client that a reload retires: nothing was sent; they are sent again. */
+class Requeue extends Error {
+  constructor() {
+    super('requeued by a php-fpm reload');
+  }
+}
 
-  constructor(address: Address, client: FastCGIClient, capacity: number) {
-    this.address = address;
-    this.label = formatAddress(address);
-    this.client = client;
-    this.capacity = capacity;
+const codeOf = (error: unknown): string => (error instanceof TQServerError ? error.code : '');
+
+/** One request through the backend: its attempts on upstreams, and the controller its caller holds. */
+class FpmRequest implements RequestController {
+  readonly options: RequestOptions;
+  readonly handler: ResponseHandler;
+  readonly info: RequestInfo;
+  readonly acceptedAt: number;
+  readonly tried = new Set<Upstream>();
+  /** The running attempt's controller; null while held (reload) or between attempts. */
+  inner: RequestController | null = null;
+  attempt = 0;
+  /** When a connection took the request (0: not yet). */
+  boundAt = 0;
+  finished = false;
+  aborted = false;
+  /** Why the last upstream could not take it, answered when no other can. */
+  lastError: Error | null = null;
+  timer: NodeJS.Timeout | null = null;
+  detachSignal: (() => void) | null = null;
+  readonly #onAbortHeld: (request: FpmRequest, reason: unknown) => void;
+
+  constructor(options: RequestOptions, handler: ResponseHandler, info: RequestInfo, now: number, onAbortHeld: (request: FpmRequest, reason: unknown) => void) {
+    this.options = options;
+    this.handler = handler;
+    this.info = info;
+    this.acceptedAt = now;
+    this.#onAbortHeld = onAbortHeld;
   }
 
-  /** In-flight plus waiting, relative to what it can take: least busy wins. */
-  load(): number {
-    const s = this.client.stats;
-    return (s.busy + s.connecting + s.queued) / this.capacity;
+  get started(): boolean {
+    return this.inner?.started ?? false;
+  }
+
+  get bodySent(): boolean {
+    return this.inner?.bodySent ?? false;
+  }
+
+  abort(reason?: unknown): void {
+    if (this.finished) return;
+    this.aborted = true;
+    if (this.inner) this.inner.abort(reason);
+    else this.#onAbortHeld(this, reason);
+  }
+
+  resume(): void {
+    this.inner?.resume();
   }
 }
 
 export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backend {
   readonly kind = 'php-fpm' as const;
   readonly #options: FpmBackendOptions;
-  readonly #app: AppConfig;
+  #app: AppConfig;
   readonly #log: Logger;
   readonly #clock: () => number;
   #master: FpmMaster | null = null;
   #binary: PhpBinary | null = null;
   #upstreams: Upstream[] = [];
   #healthTimer: NodeJS.Timeout | null = null;
+  /** Rotates the first upstream looked at, so equally busy upstreams take turns. */
+  #turn = 0;
+  /** Requests held while php-fpm reloads; sent when it is ready again. */
+  #holding = false;
+  readonly #held: FpmRequest[] = [];
+  #reloading: Promise<void> = Promise.resolve();
+  readonly #queueWait = new QueueWait();
   #accepted = 0;
   #maxQueue = 0;
   #queueTimeouts = 0;
   #requestTimeouts = 0;
+  #terminateTimeouts = 0;
+  #crashes = 0;
+  #failovers = 0;
+  #breakerChanges = 0;
+  #reloads = 0;
   #stopped = false;
   readonly #startTime = Date.now();
 
@@ -148,13 +195,14 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
     const app = this.#app;
     const fpm = app.phpFpm;
     const p = app.php.pool;
-    // Never more kept-alive connections than children: an extra one pins a request in php-fpm's backlog.
-    const capacity = fpm.poolSize ?? p.maxWorkers;
     let addresses: readonly Address[];
     if (fpm.external) {
       addresses = fpm.listen;
       this.#log.info({ app: app.name }, `app ${app.name}: external php-fpm at ${addresses.map(formatAddress).join(', ')}`);
     } else {
+      if (fpm.listen.length > 1) {
+        throw new ConfigValueError(`${app.file}: php_fpm.listen: lists ${fpm.listen.length} addresses, but a php-fpm TQServer runs listens on one (several upstreams need php_fpm.external: true)`);
+      }
       this.#binary = await detectPhp('php-fpm', fpm.binary);
       // A private unix socket unless told otherwise; php_fpm.transport tcp without a listen picks a free port.
       const listen = fpm.listen[0] ?? (fpm.transport === 'tcp' ? { host: '127.0.0.1', port: await freePort() } : null);
@@ -165,19 +213,7 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
         log: this.#log,
         keepDir,
         processControlTimeoutMs: this.#options.processControlTimeoutMs,
-        pool: {
-          name: app.name,
-          listen,
-          pool: p,
-          settings: app.php.settings,
-          env: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', ...app.php.env },
-          extensions: app.php.extensions,
-          documentRoot: app.documentRoot,
-          user: null,
-          pingPath: PING_PATH,
-          statusPath: STATUS_PATH,
-          allowedClients: ['127.0.0.1', '::1'],
-        },
+        pool: { ...this.#poolInput(app), listen },
       });
       await this.#master.start();
       this.#log.info(
@@ -189,102 +225,92 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
       this.#master.on('down', (reason) => this.#masterDown(reason));
       this.#master.on('up', () => this.#masterUp());
     }
-    this.#upstreams = addresses.map(
-      (address) =>
-        new Upstream(
-          address,
-          new FastCGIClient({
-            address,
-            maxConns: capacity,
-            maxQueue: p.queueLimit,
-            queueTimeoutMs: p.queueTimeoutMs,
-            connectTimeoutMs: fpm.connectTimeoutMs,
-            readTimeoutMs: fpm.requestTimeoutMs,
-            writeTimeoutMs: fpm.requestTimeoutMs,
-            // Connections stay open as long as php-fpm keeps them: each pins one child.
-            idleTimeoutMs: 0,
-            // A child closes its connection after its pm.max_requests-th request; with one connection
-            // per child our count is its count, so that connection is not offered another request.
-            maxRequestsPerConnection: this.#master ? p.maxRequests : 0,
-          }),
-          capacity,
-        ),
-    );
+    const capacity = this.#capacity(app);
+    this.#upstreams = addresses.map((address) => new Upstream(address, this.#newClient(address, app), capacity));
     // A first look at php-fpm's status, so the status page has figures from the start.
     await this.#checkAll();
     this.#scheduleHealth();
   }
 
   dispatch(options: RequestOptions, handler: ResponseHandler, info: RequestInfo): RequestController {
-    const now = this.#clock();
-    let chosen: Upstream | null = null;
-    for (const upstream of this.#upstreams) {
-      if (upstream.breaker.state !== 'closed') continue;
-      if (!chosen || upstream.load() < chosen.load()) chosen = upstream;
-    }
-    // No closed breaker: try one that is due for a trial.
-    if (!chosen) chosen = this.#upstreams.find((u) => u.breaker.allow(now)) ?? null;
-    if (!chosen || this.#stopped) {
-      const retry = Math.min(...this.#upstreams.map((u) => u.breaker.retryInMs(now)), 30_000);
-      const error = this.#stopped
-        ? new PoolUnavailableError('POOL_STOPPED', `app ${this.#app.name}: stopping`)
-        : new PoolUnavailableError('UPSTREAM_DOWN', `app ${this.#app.name}: php-fpm is down (${this.#upstreams.map((u) => `${u.label}: ${u.breaker.reason}`).join('; ')}); next try in ${retry} ms`);
+    const request = new FpmRequest(options, handler, info, this.#clock(), (r, reason) => this.#abortHeld(r, reason));
+    if (this.#stopped || options.signal?.aborted) {
+      request.finished = true;
+      const error = this.#stopped ? new PoolUnavailableError('POOL_STOPPED', `app ${this.#app.name}: stopping`) : toAbortError(options.signal!.reason);
       queueMicrotask(() => handler.onError(error));
-      return { abort: () => {}, resume: () => {}, started: false, bodySent: false };
+      return request;
     }
-    const upstream = chosen;
     this.#accepted += 1;
-    const queued = upstream.client.stats.queued + 1;
-    if (queued > this.#maxQueue) this.#maxQueue = queued;
-    let finished = false;
-    let timer: NodeJS.Timeout | null = null;
+    const signal = options.signal;
+    if (signal) {
+      // While held during a reload no client listens to the signal; this does.
+      const onAbort = () => request.abort(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      request.detachSignal = () => signal.removeEventListener('abort', onAbort);
+    }
     const requestTimeoutMs = this.#app.phpFpm.requestTimeoutMs;
-    const startedAt = this.#clock();
-    const terminateMs = this.#master ? this.#app.php.pool.requestTimeoutMs : 0;
-    const controller = upstream.client.dispatch(options, {
-      onDispatch: (process) => handler.onDispatch?.(process),
-      onStdout: (chunk) => (finished ? true : handler.onStdout(chunk)),
-      onStderr: (chunk) => {
-        if (!finished) handler.onStderr(chunk);
-      },
-      onEnd: (result) => {
-        if (finished) return;
-        finished = true;
-        if (timer) clearTimeout(timer);
-        this.#succeeded(upstream);
-        handler.onEnd(result);
-      },
-      onError: (error) => {
-        if (finished) return;
-        finished = true;
-        if (timer) clearTimeout(timer);
-        this.#failed(upstream, error);
-        // php-fpm ends a script at request_terminate_timeout by killing its child: the connection
-        // just closes. Said as what it is, a timeout (504), not a crash (502).
-        const elapsed = this.#clock() - startedAt;
-        if (terminateMs > 0 && elapsed >= terminateMs - 50 && error instanceof TQServerError && error.code === 'FCGI_PEER_CLOSED') {
-          handler.onError(new PhpTimeoutError(`app ${this.#app.name}: php-fpm ended the script at request_timeout (${terminateMs} ms, request_terminate_timeout)`));
-          return;
-        }
-        handler.onError(error);
-      },
-    });
     if (requestTimeoutMs > 0) {
-      timer = setTimeout(() => {
-        if (finished) return;
+      request.timer = setTimeout(() => {
+        if (request.finished) return;
         this.#requestTimeouts += 1;
-        this.#log.warn({ app: this.#app.name, uri: info.uri }, `app ${this.#app.name}: ${info.method ?? ''} ${info.uri ?? ''} got no complete answer from php-fpm within ${requestTimeoutMs} ms`);
-        controller.abort(new FastCGITimeoutError('FCGI_READ_TIMEOUT', `php-fpm did not finish the request within ${requestTimeoutMs} ms`));
-        if (!finished) {
-          finished = true;
-          handler.onError(new FastCGITimeoutError('FCGI_READ_TIMEOUT', `php-fpm did not finish the request within ${requestTimeoutMs} ms (php_fpm.request_timeout_ms)`));
-        }
+        this.emit('timeout', 'request', info.uri ?? '');
+        this.#log.warn({ app: this.#app.name, req: info.requestId, uri: info.uri }, `app ${this.#app.name}: ${info.method ?? ''} ${info.uri ?? ''} got no complete answer from php-fpm within ${requestTimeoutMs} ms`);
+        const error = new FastCGITimeoutError('FCGI_READ_TIMEOUT', `php-fpm did not finish the request within ${requestTimeoutMs} ms (php_fpm.request_timeout_ms)`);
+        const inner = request.inner;
+        this.#finish(request, error);
+        inner?.abort(error);
+        this.#unhold(request);
       }, requestTimeoutMs);
     }
-    return controller;
+    this.#send(request, null);
+    return request;
+  }
+
+  /**
+   * Applies new pool settings without losing a request. A managed php-fpm gets its config rewritten
+   * and a graceful reload (SIGUSR2; children finish their requests within process_control_timeout):
+   * meanwhile new requests wait in TQServer's queue and no request is sent to a child that is about
+   * to quit; the connections of the old children close after their request. Each upstream gets a
+   * client sized to the new pm.max_children (or php_fpm.pool_size).
+   */
+  reload(app: AppConfig): Promise<void> {
+    // One at a time: a second reload starts when the first has finished.
+    const next = this.#reloading.then(() => this.#reload(app));
+    this.#reloading = next.catch(() => {});
+    return next;
+  }
+
+  async #reload(app: AppConfig): Promise<void> {
+    if (this.#stopped) throw new PoolUnavailableError('POOL_STOPPED', `app ${this.#app.name}: stopped`);
+    this.#app = app;
+    this.#reloads += 1;
+    const capacity = this.#capacity(app);
+    if (!this.#master) {
+      for (const upstream of this.#upstreams) this.#replaceClient(upstream, app, capacity);
+      this.#log.info({ app: app.name }, `app ${app.name}: php-fpm client pools resized to ${capacity} connections per upstream`);
+      return;
+    }
+    this.#holding = true;
+    try {
+      for (const upstream of this.#upstreams) this.#replaceClient(upstream, app, capacity);
+      await this.#master.reload(this.#poolInput(app));
+      this.#log.info(
+        { app: app.name, pid: this.#master.pid },
+        `app ${app.name}: php-fpm reloaded (SIGUSR2), pm ${app.php.pool.manager}, max_children ${app.php.pool.maxWorkers}`,
+      );
+    } finally {
+      this.#holding = false;
+      for (const request of this.#held.splice(0)) this.#send(request, null);
+    }
+  }
+
+  /** Runs a health check of every upstream now, which also refreshes php-fpm's own figures. */
+  checkHealth(): Promise<void> {
+    return this.#checkAll();
   }
 
   stats(): FpmBackendStats {
+    const upstreams = this.#upstreams.map((u) => u.stats());
     return {
       app: this.#app.name,
       managed: this.#master !== null,
@@ -292,27 +318,17 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
       masterState: this.#master?.state ?? 'external',
       masterRestarts: this.#master?.restarts ?? 0,
       accepted: this.#accepted,
-      queueLength: this.#upstreams.reduce((n, u) => n + u.client.stats.queued, 0),
+      queueLength: this.#held.length + upstreams.reduce((n, u) => n + u.queued, 0),
       maxQueueLength: this.#maxQueue,
+      queueWait: this.#queueWait.stats,
       queueTimeouts: this.#queueTimeouts,
       requestTimeouts: this.#requestTimeouts,
-      upstreams: this.#upstreams.map((u) => {
-        const s = u.client.stats;
-        return {
-          address: u.label,
-          breaker: u.breaker.state,
-          breakerReason: u.breaker.reason,
-          open: s.open,
-          idle: s.idle,
-          busy: s.busy,
-          queued: s.queued,
-          requests: s.requests,
-          retries: s.retries,
-          failures: u.failures,
-          healthy: u.healthy,
-          php: u.php,
-        };
-      }),
+      terminateTimeouts: this.#terminateTimeouts,
+      crashes: this.#crashes,
+      failovers: this.#failovers,
+      breakerChanges: this.#breakerChanges,
+      reloads: this.#reloads,
+      upstreams,
     };
   }
 
@@ -322,7 +338,7 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
    */
   status(): PoolStatus {
     const stats = this.stats();
-    const php = this.#upstreams.map((u) => u.php).filter((p): p is FpmPoolStatus => p !== null);
+    const php = stats.upstreams.map((u) => u.php).filter((p): p is FpmPoolStatus => p !== null);
     const sum = (pick: (p: FpmPoolStatus) => number) => php.reduce((n, p) => n + pick(p), 0);
     const p = this.#app.php.pool;
     return {
@@ -340,17 +356,31 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
       maxActiveProcesses: sum((x) => x.maxActiveProcesses),
       maxChildrenReached: sum((x) => x.maxChildrenReached),
       slowRequests: sum((x) => x.slowRequests),
-      restarts: { master: stats.masterRestarts, requestTimeouts: stats.requestTimeouts },
+      restarts: {
+        master: stats.masterRestarts,
+        timeout: stats.terminateTimeouts,
+        crashed: stats.crashes,
+        requestTimeouts: stats.requestTimeouts,
+        queueTimeouts: stats.queueTimeouts,
+        failovers: stats.failovers,
+      },
       upstreams: stats.upstreams.map((u) => ({
         address: u.address,
         breaker: u.breaker,
+        breakerReason: u.breakerReason,
+        breakerChanges: u.breakerChanges,
+        healthy: u.healthy,
         open: u.open,
         idle: u.idle,
         busy: u.busy,
+        connecting: u.connecting,
         queued: u.queued,
         requests: u.requests,
         retries: u.retries,
         failures: u.failures,
+        connectFailures: u.connectFailures,
+        failovers: u.failovers,
+        queueWait: { count: u.queueWait.count, sumMs: u.queueWait.sumMs, maxMs: u.queueWait.maxMs },
       })),
       processes: php.flatMap((x) => x.processes),
     };
@@ -361,13 +391,203 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
     this.#stopped = true;
     if (this.#healthTimer) clearTimeout(this.#healthTimer);
     this.#healthTimer = null;
+    const stopped = new PoolUnavailableError('POOL_STOPPED', `app ${this.#app.name}: stopped`);
+    for (const request of this.#held.splice(0)) this.#finish(request, stopped);
     const deadline = this.#clock() + graceMs;
-    await Promise.race([
-      Promise.all(this.#upstreams.map((u) => u.client.close())),
-      new Promise((resolve) => setTimeout(resolve, graceMs).unref()),
-    ]);
-    for (const upstream of this.#upstreams) upstream.client.destroy(new PoolUnavailableError('POOL_STOPPED', `app ${this.#app.name}: stopped`));
+    const clients = this.#upstreams.flatMap((u) => u.clients());
+    await Promise.race([Promise.all(clients.map((c) => c.close())), new Promise((resolve) => setTimeout(resolve, graceMs).unref())]);
+    for (const client of clients) client.destroy(stopped);
     await this.#master?.stop(Math.max(0, deadline - this.#clock()));
+  }
+
+  // ---- requests ----
+
+  /**
+   * Sends a request to `upstream`, or to the least busy one it has not tried; answers the last
+   * error when none is left. Held instead while php-fpm reloads.
+   */
+  #send(request: FpmRequest, upstream: Upstream | null): void {
+    if (request.finished) return;
+    request.inner = null;
+    if (this.#holding) {
+      this.#held.push(request);
+      this.#noteQueue();
+      return;
+    }
+    const target = upstream ?? chooseUpstream(this.#upstreams, request.tried, this.#turn++, this.#clock());
+    if (!target) {
+      const error = request.lastError ?? this.#downError();
+      // Answered after dispatch() has returned its controller, as a queued request would be.
+      if (request.attempt === 0) queueMicrotask(() => this.#finish(request, error));
+      else this.#finish(request, error);
+      return;
+    }
+    request.tried.add(target);
+    const attempt = ++request.attempt;
+    /** A connection took this attempt (nothing is sent before). */
+    let bound = false;
+    const controller = target.client.dispatch(request.options, {
+      onDispatch: (process) => {
+        bound = true;
+        if (request.boundAt) return; // the client sent it again after a stale kept-alive connection
+        request.boundAt = this.#clock();
+        const waitMs = request.boundAt - request.acceptedAt;
+        target.queueWait.record(waitMs);
+        this.#queueWait.record(waitMs);
+        request.handler.onDispatch?.(process);
+      },
+      onStdout: (chunk) => (request.finished ? true : request.handler.onStdout(chunk)),
+      onStderr: (chunk) => {
+        if (!request.finished) request.handler.onStderr(chunk);
+      },
+      onEnd: (result) => {
+        if (request.finished) return;
+        this.#succeeded(target);
+        this.#finish(request, null);
+        request.handler.onEnd(result);
+      },
+      onError: (error) => this.#attemptFailed(request, target, bound, error),
+    });
+    if (request.attempt === attempt && !request.finished) request.inner = controller;
+    this.#noteQueue();
+  }
+
+  #attemptFailed(request: FpmRequest, upstream: Upstream, bound: boolean, error: Error): void {
+    if (request.finished) return;
+    if (error instanceof Requeue) {
+      // Taken back from a client a reload retired: nothing was sent.
+      request.tried.delete(upstream);
+      this.#send(request, null);
+      return;
+    }
+    const code = codeOf(error);
+    // Never sent: the connection could not be opened (or was never given), or the circuit opened
+    // while it waited. Such a request may go to another upstream; one that reached php-fpm may not.
+    const notSent = CONNECT_FAILURES.has(code) || code === 'UPSTREAM_DOWN' || (!bound && code === 'FCGI_CONNECTION_ERROR');
+    this.#failed(upstream, error, notSent);
+    if (notSent && !request.aborted) {
+      request.lastError = error;
+      const next = chooseUpstream(this.#upstreams, request.tried, this.#turn++, this.#clock());
+      if (next) {
+        upstream.failovers += 1;
+        this.#failovers += 1;
+        this.emit('failover', upstream.label, code);
+        this.#log.debug({ app: this.#app.name, upstream: upstream.label, to: next.label, code }, `app ${this.#app.name}: ${error.message}; sent to ${next.label} instead`);
+        this.#send(request, next);
+        return;
+      }
+      // Nowhere left to send it. Once every circuit is open php-fpm is down, as said to everyone else (503).
+      if (this.#upstreams.every((u) => u.breaker.state !== 'closed')) {
+        this.#finish(request, this.#downError());
+        return;
+      }
+    }
+    this.#finish(request, this.#describe(request, error));
+  }
+
+  /** The error the caller gets: php-fpm's request_terminate_timeout said as a timeout (504), counters kept. */
+  #describe(request: FpmRequest, error: Error): Error {
+    const code = codeOf(error);
+    if (code === 'FCGI_QUEUE_TIMEOUT') {
+      this.#queueTimeouts += 1;
+      this.emit('timeout', 'queue', request.info.uri ?? '');
+    }
+    if (code !== 'FCGI_PEER_CLOSED' || !request.boundAt) return error;
+    // php-fpm ends a script at request_terminate_timeout by killing its child: the connection just
+    // closes. Its clock starts when the child waits for the request, so up to an idle period early.
+    const terminateMs = this.#app.php.pool.requestTimeoutMs;
+    const ranMs = this.#clock() - request.boundAt;
+    if (terminateMs > 0 && ranMs >= terminateMs - fpmIdleTimeoutMs(terminateMs) * 1.5 - 50) {
+      this.#terminateTimeouts += 1;
+      this.emit('timeout', 'terminate', request.info.uri ?? '');
+      return new PhpTimeoutError(`app ${this.#app.name}: php-fpm ended the script at request_timeout (${terminateMs} ms, request_terminate_timeout)`);
+    }
+    this.#crashes += 1;
+    return error;
+  }
+
+  #finish(request: FpmRequest, error: Error | null): void {
+    if (request.finished) return;
+    request.finished = true;
+    if (request.timer) clearTimeout(request.timer);
+    request.timer = null;
+    request.detachSignal?.();
+    request.detachSignal = null;
+    if (error) request.handler.onError(error);
+  }
+
+  #abortHeld(request: FpmRequest, reason: unknown): void {
+    this.#unhold(request);
+    this.#finish(request, toAbortError(reason));
+  }
+
+  #unhold(request: FpmRequest): void {
+    const index = this.#held.indexOf(request);
+    if (index >= 0) this.#held.splice(index, 1);
+  }
+
+  #noteQueue(): void {
+    const queued = this.#held.length + this.#upstreams.reduce((n, u) => n + u.client.stats.queued, 0);
+    if (queued > this.#maxQueue) this.#maxQueue = queued;
+  }
+
+  #downError(): PoolUnavailableError {
+    const now = this.#clock();
+    const retry = Math.min(...this.#upstreams.map((u) => u.breaker.retryInMs(now)), 30_000);
+    return new PoolUnavailableError(
+      'UPSTREAM_DOWN',
+      `app ${this.#app.name}: php-fpm is down (${this.#upstreams.map((u) => `${u.label}: ${u.breaker.reason}`).join('; ')}); next try in ${retry} ms`,
+    );
+  }
+
+  // ---- clients and config ----
+
+  /** Never more kept-alive connections than children: an extra one pins a request in php-fpm's backlog. */
+  #capacity(app: AppConfig): number {
+    return app.phpFpm.poolSize ?? app.php.pool.maxWorkers;
+  }
+
+  #newClient(address: Address, app: AppConfig): FastCGIClient {
+    const p = app.php.pool;
+    const fpm = app.phpFpm;
+    return new FastCGIClient({
+      address,
+      maxConns: this.#capacity(app),
+      maxQueue: p.queueLimit,
+      queueTimeoutMs: p.queueTimeoutMs,
+      connectTimeoutMs: fpm.connectTimeoutMs,
+      readTimeoutMs: fpm.requestTimeoutMs,
+      writeTimeoutMs: fpm.requestTimeoutMs,
+      // php.pool.request_timeout is request_terminate_timeout (for an external php-fpm: what its pool sets).
+      idleTimeoutMs: fpmIdleTimeoutMs(p.requestTimeoutMs),
+      // A child closes its connection after its pm.max_requests-th request; with one connection per
+      // child our count is its count, so that connection is not offered another request (a request
+      // sent in that moment would be lost). For an external php-fpm, php.pool.max_requests says what
+      // its pool's pm.max_requests is.
+      maxRequestsPerConnection: p.maxRequests,
+    });
+  }
+
+  /** A new client for the upstream; requests queued in the old one are sent again (to the new one). */
+  #replaceClient(upstream: Upstream, app: AppConfig, capacity: number): void {
+    const old = upstream.replaceClient(this.#newClient(upstream.address, app), capacity);
+    old.failQueued(new Requeue());
+  }
+
+  /** The launcher's pool for an app (its listen address is the launcher's). */
+  #poolInput(app: AppConfig): Omit<FpmMasterOptions['pool'], 'listen'> {
+    return {
+      name: app.name,
+      pool: app.php.pool,
+      settings: app.php.settings,
+      env: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', ...app.php.env },
+      extensions: app.php.extensions,
+      documentRoot: app.documentRoot,
+      user: null,
+      pingPath: PING_PATH,
+      statusPath: STATUS_PATH,
+      allowedClients: ['127.0.0.1', '::1'],
+    };
   }
 
   // ---- health and breaker ----
@@ -377,28 +597,38 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
     if (upstream.breaker.success()) this.#breakerChanged(upstream, 'answering again');
   }
 
-  #failed(upstream: Upstream, error: Error): void {
-    const code = error instanceof TQServerError ? error.code : '';
-    if (code === 'FCGI_QUEUE_TIMEOUT') this.#queueTimeouts += 1;
-    if (!CONNECTION_FAILURES.has(code)) return;
+  #failed(upstream: Upstream, error: Error, notSent: boolean): void {
+    if (!notSent || codeOf(error) === 'UPSTREAM_DOWN') return;
     upstream.failures += 1;
+    upstream.connectFailures += 1;
     if (upstream.breaker.failure(this.#clock(), error.message)) {
       this.#breakerChanged(upstream, error.message);
-      // Requests waiting for this upstream would only time out: answer them now.
+      // Requests waiting for this upstream would only time out: they go elsewhere or get 503 now.
       upstream.client.failQueued(new PoolUnavailableError('UPSTREAM_DOWN', `app ${this.#app.name}: php-fpm at ${upstream.label} is down: ${error.message}`));
     }
   }
 
   #breakerChanged(upstream: Upstream, reason: string): void {
     const state = upstream.breaker.state;
+    upstream.healthy = state === 'closed';
+    upstream.breakerChanges += 1;
+    this.#breakerChanges += 1;
     const level = state === 'closed' ? 'info' : 'error';
     this.#log[level](
       { app: this.#app.name, upstream: upstream.label, breaker: state },
       state === 'closed'
         ? `app ${this.#app.name}: php-fpm at ${upstream.label} is back; circuit closed`
-        : `app ${this.#app.name}: php-fpm at ${upstream.label} is failing (${reason}); circuit open, answering 503 at once until it recovers`,
+        : this.#upstreams.length > 1
+          ? `app ${this.#app.name}: php-fpm at ${upstream.label} is failing (${reason}); circuit open, requests go to the other upstreams until it recovers`
+          : `app ${this.#app.name}: php-fpm at ${upstream.label} is failing (${reason}); circuit open, answering 503 at once until it recovers`,
     );
     this.emit('breaker', upstream.label, state, reason);
+    // An open circuit is checked on the short cadence from now, not at the next regular check.
+    if (state === 'open' && this.#healthTimer) {
+      clearTimeout(this.#healthTimer);
+      this.#healthTimer = null;
+      this.#scheduleHealth();
+    }
   }
 
   #masterDown(reason: string): void {
@@ -453,52 +683,13 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
       upstream.healthy = true;
       upstream.php = parseFpmStatus(stdout);
       if (upstream.breaker.state !== 'closed' && upstream.breaker.success()) this.#breakerChanged(upstream, 'health check passed');
+      upstream.failures = 0;
     } catch (error) {
-      const code = error instanceof TQServerError ? error.code : '';
+      if (error instanceof Requeue) return; // its client was retired by a reload
+      const code = codeOf(error);
       if (code === 'FCGI_QUEUE_FULL' || code === 'FCGI_QUEUE_TIMEOUT') return; // busy is not down
       upstream.healthy = false;
       if (upstream.breaker.failure(this.#clock(), (error as Error).message)) this.#breakerChanged(upstream, (error as Error).message);
     }
-  }
-}
-
-/** php-fpm's status JSON (after the CGI head) in our field names; null when it is not there. */
-export function parseFpmStatus(stdout: string): FpmPoolStatus | null {
-  const start = stdout.indexOf('{');
-  if (start < 0) return null;
-  try {
-    const j = JSON.parse(stdout.slice(start)) as Record<string, unknown>;
-    const n = (key: string) => Number(j[key] ?? 0);
-    return {
-      pool: String(j.pool ?? ''),
-      processManager: String(j['process manager'] ?? ''),
-      startTime: n('start time'),
-      acceptedConn: n('accepted conn'),
-      listenQueue: n('listen queue'),
-      maxListenQueue: n('max listen queue'),
-      listenQueueLen: n('listen queue len'),
-      idleProcesses: n('idle processes'),
-      activeProcesses: n('active processes'),
-      totalProcesses: n('total processes'),
-      maxActiveProcesses: n('max active processes'),
-      maxChildrenReached: n('max children reached'),
-      slowRequests: n('slow requests'),
-      processes: (Array.isArray(j.processes) ? (j.processes as Array<Record<string, string | number>>) : []).map((p) => ({
-        pid: Number(p.pid ?? 0),
-        state: String(p.state ?? ''),
-        startTime: Number(p['start time'] ?? 0) * 1000,
-        requests: Number(p.requests ?? 0),
-        // php-fpm reports microseconds.
-        requestDurationMs: Math.round(Number(p['request duration'] ?? 0) / 1000),
-        requestMethod: String(p['request method'] ?? '-'),
-        requestUri: String(p['request uri'] ?? '-'),
-        contentLength: Number(p['content length'] ?? 0),
-        script: String(p.script ?? '-'),
-        lastRequestCpu: Number(p['last request cpu'] ?? 0),
-        lastRequestMemory: Number(p['last request memory'] ?? 0),
-      })),
-    };
-  } catch {
-    return null;
   }
 }

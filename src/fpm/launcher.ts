@@ -107,12 +107,17 @@ export class FpmMaster extends EventEmitter<MasterEvents> {
     }
   }
 
-  /** Rewrites the config and reloads php-fpm gracefully (SIGUSR2): children finish their requests. */
-  async reload(pool: FpmMasterOptions['pool']): Promise<void> {
+  /**
+   * Rewrites the config and reloads php-fpm gracefully (SIGUSR2): children finish their requests
+   * (within process_control_timeout), then the master re-executes itself with the new config on the
+   * same socket. Resolves when it is ready again. The listen address stays the launcher's.
+   */
+  async reload(pool: Omit<FpmMasterOptions['pool'], 'listen'>): Promise<void> {
     this.#pool = { ...pool, listen: this.#pool.listen };
     await this.#writeConfig();
     if (this.#state !== 'running' || !this.#child?.pid) return;
-    const ready = this.#waitReady();
+    // The old children may take up to process_control_timeout to finish before the master re-executes.
+    const ready = this.#waitReady(this.#options.processControlTimeoutMs + (this.#options.startTimeoutMs ?? 10_000));
     process.kill(this.#child.pid, 'SIGUSR2');
     if (!(await ready)) throw new Error(`php-fpm for ${this.app} did not come back after a reload`);
   }
@@ -205,12 +210,12 @@ export class FpmMaster extends EventEmitter<MasterEvents> {
     return true;
   }
 
-  #waitReady(): Promise<boolean> {
+  #waitReady(timeoutMs = this.#options.startTimeoutMs ?? 10_000): Promise<boolean> {
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.#readyWaiters = this.#readyWaiters.filter((w) => w !== waiter);
         resolve(false);
-      }, this.#options.startTimeoutMs ?? 10_000);
+      }, timeoutMs);
       const waiter = (ok: boolean) => {
         clearTimeout(timer);
         resolve(ok);

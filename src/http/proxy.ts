@@ -249,7 +249,7 @@ export async function proxyToPhp(request: IncomingMessage, response: ServerRespo
           fail(error);
         },
       },
-      { method: request.method, uri: request.url, script: target.route.script, contentLength: contentLength ?? 0 },
+      { method: request.method, uri: request.url, script: target.route.script, contentLength: contentLength ?? 0, requestId: req },
     );
   });
 }

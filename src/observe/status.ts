@@ -47,24 +47,48 @@ export function processFields(process: ProcessStatus, now: number): Array<[strin
   ];
 }
 
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+/** php-fpm's text form of a time ("%d/%b/%Y:%H:%M:%S %z"), in UTC so it does not depend on TZ. */
+export function fpmTime(epochMs: number): string {
+  const d = new Date(epochMs);
+  const two = (n: number) => String(n).padStart(2, '0');
+  return `${two(d.getUTCDate())}/${MONTHS[d.getUTCMonth()]}/${d.getUTCFullYear()}:${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())} +0000`;
+}
+
+/** The text form shows "start time" as a date, like php-fpm's; JSON and XML keep epoch seconds. */
+function asText(fields: Array<[string, Field]>, startTimeMs: number): Array<[string, Field]> {
+  return fields.map(([name, value]) => (name === 'start time' ? [name, fpmTime(startTimeMs)] : [name, value]));
+}
+
+/** php-fpm's JSON and XML spell "request URI" in lower case ("request uri", <request-uri>). */
+function machineName(name: string): string {
+  return name === 'request URI' ? 'request uri' : name;
+}
+
+/** A value kept on its line: control characters (a FastCGI client may send them in REQUEST_URI) as \xNN. */
+function oneLine(value: Field): string {
+  return String(value).replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
 function textBlock(fields: Array<[string, Field]>): string {
   const width = Math.max(...fields.map(([name]) => name.length)) + 2;
-  return fields.map(([name, value]) => `${`${name}:`.padEnd(width)}${value}`).join('\n');
+  return fields.map(([name, value]) => `${`${name}:`.padEnd(width)}${oneLine(value)}`).join('\n');
 }
 
 /** php-fpm's plain text: one block per pool, then with ?full a block per process. */
 export function renderText(snapshot: ServerSnapshot, full: boolean, now = Date.now()): string {
   const blocks: string[] = [];
   for (const { status } of snapshot.pools) {
-    blocks.push(textBlock(poolFields(status, now)));
-    if (full) for (const process of status.processes) blocks.push(`************************\n${textBlock(processFields(process, now))}`);
+    blocks.push(textBlock(asText(poolFields(status, now), status.startTime)));
+    if (full) for (const process of status.processes) blocks.push(`************************\n${textBlock(asText(processFields(process, now), process.startTime))}`);
   }
   return `${blocks.join('\n\n')}\n`;
 }
 
-/** JSON: `{"pools": [{"pool": "blog", "process manager": "dynamic", ...}]}` plus TQServer's extras. */
-export function renderJson(snapshot: ServerSnapshot, full: boolean, now = Date.now()): string {
-  return `${JSON.stringify({
+/** The JSON document: `{"pools": [{"pool": "blog", "process manager": "dynamic", ...}]}` plus TQServer's extras. */
+export function statusDocument(snapshot: ServerSnapshot, full: boolean, now = Date.now()): Record<string, unknown> {
+  return {
     version: snapshot.version,
     'start time': Math.floor(snapshot.startTime / 1000),
     pools: snapshot.pools.map(({ app, status }) => ({
@@ -73,17 +97,30 @@ export function renderJson(snapshot: ServerSnapshot, full: boolean, now = Date.n
       backend: status.backend,
       restarts: status.restarts,
       ...(status.upstreams.length > 0 ? { upstreams: status.upstreams } : {}),
-      ...(full ? { processes: status.processes.map((p) => Object.fromEntries(processFields(p, now))) } : {}),
+      ...(full ? { processes: status.processes.map((p) => Object.fromEntries(processFields(p, now).map(([name, value]) => [machineName(name), value]))) } : {}),
     })),
-  })}\n`;
+  };
 }
 
-function xmlEscape(value: Field): string {
-  return String(value).replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
+export function renderJson(snapshot: ServerSnapshot, full: boolean, now = Date.now()): string {
+  return `${JSON.stringify(statusDocument(snapshot, full, now))}\n`;
+}
+
+const XML_ENTITIES: Readonly<Record<string, string>> = { '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;', '\r': '&#13;' };
+
+/**
+ * Markup characters as the predefined entities (a carriage return as a reference, which parsers
+ * would otherwise turn into a line feed); characters XML 1.0 cannot hold at all, even as a reference
+ * (controls but tab and newline, lone surrogates, U+FFFE/U+FFFF), as U+FFFD.
+ */
+export function xmlEscape(value: Field): string {
+  return String(value)
+    .replace(/[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd')
+    .replace(/[<>&'"\r]/g, (c) => XML_ENTITIES[c]!);
 }
 
 function xmlName(name: string): string {
-  return name.replace(/ /g, '-');
+  return machineName(name).replace(/ /g, '-');
 }
 
 /** php-fpm's ?xml: <status> per pool, <processes><process> for ?full. */

@@ -44,6 +44,8 @@ export interface PoolConfig extends PmConfig {
   crashIntervalMs?: number;
   /** Longest pause between respawn attempts in a crash loop (it doubles from 1 s up to this). */
   crashBackoffMaxMs?: number;
+  /** Where the workers' own stdout and stderr lines go (an app's PHP error log); the log when unset. */
+  onWorkerOutput?: (line: string, stream: 'stdout' | 'stderr', pid: number) => void;
 }
 
 /** Pool settings a running pool takes in place. */
@@ -542,7 +544,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
         if (request.finished) return;
         finish();
         this.#log.warn(
-          { pool: this.name, pid: worker.pid, script: info.script, uri: info.uri },
+          { pool: this.name, req: info.requestId, pid: worker.pid, script: info.script, uri: info.uri },
           `pool ${this.name}: request ${info.method ?? ''} ${info.uri ?? info.script ?? ''} ran over request_timeout (${timeoutMs} ms); killing php-cgi pid ${worker.pid}`,
         );
         this.emit('request-timeout', worker, info);
@@ -577,6 +579,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       abortGraceMs: this.#config.abortGraceMs,
       log: this.#log,
       clock: this.#clock,
+      onOutput: this.#config.onWorkerOutput,
     });
     this.#workers.set(id, worker);
     worker.on('state', (w: PhpCgiWorker, from: WorkerState, to: WorkerState) => this.#onWorkerState(w, from, to));
@@ -700,9 +703,10 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     });
     this.#spawnRate = decision.spawnRate;
     if (decision.atMax && !this.#atMax) {
-      // Once per episode, as php-fpm's "server reached pm.max_children", so a busy pool does not flood the log.
+      // Once per episode, as php-fpm's "server reached pm.max_children". Debug: the event becomes advice
+      // (observe/advice.ts), one warning a minute at most however many episodes a busy pool has.
       this.#maxReached += 1;
-      this.#log.warn(
+      this.#log.debug(
         { pool: this.name, maxWorkers: this.#config.maxWorkers, queued: this.#queue.length },
         `pool ${this.name} reached max_workers (${this.#config.maxWorkers}) with ${this.#queue.length} requests waiting; consider raising it`,
       );

@@ -31,6 +31,8 @@ export interface WorkerOptions {
   abortGraceMs?: number;
   log: Logger;
   clock?: () => number;
+  /** Where the process's own stdout and stderr lines go (an app's PHP error log); the log when unset. */
+  onOutput?: (line: string, stream: 'stdout' | 'stderr', pid: number) => void;
 }
 
 /** What a request looked like, for the status page ("request URI", "script", ...). */
@@ -39,6 +41,8 @@ export interface RequestInfo {
   uri?: string;
   script?: string;
   contentLength?: number;
+  /** The request id the fronts log it under, for log lines about it. */
+  requestId?: string;
 }
 
 export interface WorkerExit {
@@ -455,6 +459,11 @@ export class PhpCgiWorker extends EventEmitter {
       const lines = createInterface({ input: stream, crlfDelay: Infinity });
       lines.on('line', (line) => {
         if (line.length === 0) return;
+        const output = this.#options.onOutput;
+        if (output) {
+          output(line, level === 'info' ? 'stdout' : 'stderr', child.pid ?? 0);
+          return;
+        }
         const text = line.length > 8192 ? `${line.slice(0, 8192)}... (${line.length} chars)` : line;
         this.#log[level]({ pool: this.pool, pid: child.pid, stream: level === 'info' ? 'stdout' : 'stderr' }, text);
       });

@@ -192,6 +192,8 @@ export async function startPhpCgi(options: PhpCgiOptions = {}): Promise<Peer> {
 
 export interface PhpFpmOptions {
   transport?: 'tcp' | 'unix';
+  /** Listen exactly here (e.g. to start php-fpm again where a test killed it); overrides transport. */
+  address?: Address;
   /** Pool directives, e.g. { pm: 'static', 'pm.max_children': '4' }. */
   pool?: Record<string, string>;
 }
@@ -200,7 +202,7 @@ export interface PhpFpmOptions {
 export async function startPhpFpm(options: PhpFpmOptions = {}): Promise<Peer> {
   const binary = findBinary(['php-fpm', /^php-fpm\d+(\.\d+)?$/]);
   const dir = await tempDir('tqserver-php-fpm-');
-  const address: Address = options.transport === 'unix' ? { path: join(dir.path, 'php-fpm.sock') } : { host: '127.0.0.1', port: await freePort() };
+  const address: Address = options.address ?? (options.transport === 'unix' ? { path: join(dir.path, 'php-fpm.sock') } : { host: '127.0.0.1', port: await freePort() });
   const listen = 'path' in address ? address.path : `${address.host}:${address.port}`;
   const pool: Record<string, string> = {
     listen,

@@ -1,0 +1,127 @@
+// wrk, the HTTP load generator the side-by-side sections use: running it (bounded in time), a Lua
+// script for request bodies, and a parser for its report (pure).
+
+import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { findBinary } from '../../test/helpers/peers.js';
+import { onCleanup } from './cleanup.js';
+
+export interface WrkPlan {
+  readonly url: string;
+  readonly connections: number;
+  readonly threads: number;
+  readonly durationSec: number;
+  /** A Lua script (-s), e.g. for a POST body. */
+  readonly script: string | null;
+  /** wrk's per-request timeout; requests slower than this count as timeouts, not latency. */
+  readonly timeoutSec: number;
+}
+
+export interface WrkResult {
+  readonly requests: number;
+  readonly seconds: number;
+  readonly requestsPerSec: number;
+  readonly bytesRead: number;
+  readonly p50Ms: number;
+  readonly p75Ms: number;
+  readonly p90Ms: number;
+  readonly p99Ms: number;
+  readonly maxMs: number;
+  /** Socket errors (connect, read, write, timeout) plus non-2xx/3xx responses. */
+  readonly errors: number;
+  /** wrk's own words for the errors, e.g. "Non-2xx or 3xx responses: 12"; "" when none. */
+  readonly errorText: string;
+}
+
+const TIME_UNIT_MS: Readonly<Record<string, number>> = { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+// wrk prints sizes in powers of 1024 (format_binary in its units.c).
+const SIZE_UNIT_BYTES: Readonly<Record<string, number>> = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 };
+
+function timeMs(value: string, unit: string): number {
+  const scale = TIME_UNIT_MS[unit];
+  if (scale === undefined) throw new Error(`wrk: unknown time unit ${JSON.stringify(unit)}`);
+  return Number(value) * scale;
+}
+
+/** Parses wrk's report (run with --latency). Throws when a figure it always prints is missing. Pure. */
+export function parseWrk(text: string): WrkResult {
+  const need = (pattern: RegExp, what: string): RegExpExecArray => {
+    const match = pattern.exec(text);
+    if (!match) throw new Error(`wrk: no ${what} in its output:\n${text.slice(0, 2000)}`);
+    return match;
+  };
+  const total = need(/(\d+) requests in ([\d.]+)(us|ms|s|m|h), ([\d.]+)(B|KB|MB|GB|TB) read/, 'request count');
+  const rate = need(/Requests\/sec:\s+([\d.]+)/, 'Requests/sec');
+  const percentile = (p: number) => {
+    const match = need(new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m|h)\\s*$`, 'm'), `${p}% latency (was --latency given?)`);
+    return timeMs(match[1]!, match[2]!);
+  };
+  const max = /^\s+Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s|m|h)/m.exec(text);
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(text);
+  const socketErrors = socket ? socket.slice(1, 5).reduce((sum, n) => sum + Number(n), 0) : 0;
+  const errorText = [socket && socketErrors > 0 ? socket[0] : '', non2xx ? non2xx[0] : ''].filter(Boolean).join('; ');
+  return {
+    requests: Number(total[1]),
+    seconds: timeMs(total[2]!, total[3]!) / 1000,
+    requestsPerSec: Number(rate[1]),
+    bytesRead: Number(total[4]) * SIZE_UNIT_BYTES[total[5]!]!,
+    p50Ms: percentile(50),
+    p75Ms: percentile(75),
+    p90Ms: percentile(90),
+    p99Ms: percentile(99),
+    maxMs: max ? timeMs(max[1]!, max[2]!) : Number.NaN,
+    errors: socketErrors + (non2xx ? Number(non2xx[1]) : 0),
+    errorText,
+  };
+}
+
+/** Runs wrk once and parses its report; kills it if it overruns its duration by 30 s. */
+export function runWrk(plan: WrkPlan): Promise<WrkResult & { output: string }> {
+  const binary = findBinary(['wrk']);
+  const args = [
+    `-t${plan.threads}`,
+    `-c${plan.connections}`,
+    `-d${plan.durationSec}s`,
+    `--timeout`,
+    `${plan.timeoutSec}s`,
+    '--latency',
+    ...(plan.script ? ['-s', plan.script] : []),
+    plan.url,
+  ];
+  return new Promise((resolve, reject) => {
+    const child = execFile(binary, args, { timeout: (plan.durationSec + 30) * 1000, killSignal: 'SIGKILL', maxBuffer: 1024 * 1024 }, (error, stdout, stderr) => {
+      unregister();
+      if (error) {
+        reject(new Error(`wrk ${args.join(' ')} failed: ${error.message}\n${stdout}${stderr}`));
+        return;
+      }
+      try {
+        resolve({ ...parseWrk(stdout), output: stdout + stderr });
+      } catch (parseError) {
+        reject(parseError);
+      }
+    });
+    // On Ctrl-C, wrk is stopped with the peers rather than left to run out its duration.
+    const unregister = onCleanup(() => {
+      child.kill('SIGKILL');
+    });
+  });
+}
+
+/** Writes a wrk Lua script that sends every request as a POST with a body of `bodyBytes` bytes. */
+export async function writePostScript(dir: string, bodyBytes: number, contentType = 'application/octet-stream'): Promise<string> {
+  const file = join(dir, `post-${bodyBytes}.lua`);
+  await writeFile(
+    file,
+    [
+      '-- Generated by the TQServer bench: every request is a POST with a fixed body.',
+      'wrk.method = "POST"',
+      `wrk.body = string.rep("x", ${bodyBytes})`,
+      `wrk.headers["Content-Type"] = "${contentType}"`,
+      '',
+    ].join('\n'),
+  );
+  return file;
+}
