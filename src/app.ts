@@ -17,11 +17,60 @@ import { WorkerPool } from './supervisor/worker-pool.js';
 import { Admin, adminApps } from './observe/admin.js';
 import { VERSION } from './version.js';
 import type { RequestObserver, RequestRecord } from './observe/request-record.js';
+import { describePlan, planReload, type PlanStep } from './config/reload.js';
+import type { RequestController, RequestOptions, ResponseHandler } from './fastcgi/client.js';
+import type { RequestInfo } from './supervisor/worker.js';
+import { isDeepStrictEqual } from 'node:util';
+import type { LogFile } from './log-file.js';
 
 export interface AppRuntime {
   config: AppConfig;
+  /** The PHP backend itself (status, readiness). */
   backend: Backend;
+  /** What the HTTP front dispatches to; a reload that replaces the backend switches it here. */
+  front: SwitchableBackend;
+  /** The same for the FastCGI front (which passes PHP's stderr on to nginx). */
+  fastcgiBackend: SwitchableBackend;
   fastcgi: FastCGIServer | null;
+}
+
+/**
+ * The backend reference both fronts hold. A reload that replaces an app's backend (php-cgi <->
+ * php-fpm, new binary, ini or env) starts the new one, points this at it, then drains the old one:
+ * requests already running finish where they are, new ones go to the new backend.
+ */
+export class SwitchableBackend implements Backend {
+  current: Backend;
+
+  constructor(current: Backend) {
+    this.current = current;
+  }
+
+  get kind(): Backend['kind'] {
+    return this.current.kind;
+  }
+
+  dispatch(options: RequestOptions, handler: ResponseHandler, info: RequestInfo): RequestController {
+    return this.current.dispatch(options, handler, info);
+  }
+
+  status(): PoolStatus {
+    return this.current.status();
+  }
+
+  stop(graceMs: number): Promise<void> {
+    return this.current.stop(graceMs);
+  }
+}
+
+/** What a reload did. */
+export interface ReloadResult {
+  /** One line per applied step. */
+  applied: string[];
+  /** Steps that failed (the app keeps running as it was), with why. */
+  failed: string[];
+  /** Keys that changed but wait for a restart. */
+  restartRequired: string[];
 }
 
 export interface ServerSnapshot {
@@ -32,8 +81,8 @@ export interface ServerSnapshot {
 
 
 export class TQServer {
-  readonly config: Config;
-  readonly apps: ReadonlyMap<string, AppRuntime>;
+  #config: Config;
+  readonly #apps: Map<string, AppRuntime>;
   readonly http: HttpFront;
   readonly #log: Logger;
   readonly #startTime = Date.now();
@@ -47,16 +96,31 @@ export class TQServer {
   #stopping: Promise<void> | null = null;
   #stopGraceMs = Infinity;
   #stopStartedAt: number | null = null;
+  /** Reloads run one after another. */
+  #reloading: Promise<unknown> = Promise.resolve();
+  /** Old backends, fronts and log files still draining after a reload; stop() waits for them. */
+  readonly #draining = new Set<Promise<void>>();
+  readonly #onRequest: RequestObserver;
 
-  private constructor(config: Config, apps: Map<string, AppRuntime>, http: HttpFront, log: Logger, observers: Set<RequestObserver>, logs: ServerLogs, logFiles: LogFiles, admin: Admin) {
+  private constructor(config: Config, apps: Map<string, AppRuntime>, http: HttpFront, log: Logger, observers: Set<RequestObserver>, logs: ServerLogs, logFiles: LogFiles, admin: Admin, onRequest: RequestObserver) {
+    this.#onRequest = onRequest;
     this.observers = observers;
     this.admin = admin;
     this.#logs = logs;
     this.logFiles = logFiles;
-    this.config = config;
-    this.apps = apps;
+    this.#config = config;
+    this.#apps = apps;
     this.http = http;
     this.#log = log;
+  }
+
+  /** The config running now (a reload replaces it). */
+  get config(): Config {
+    return this.#config;
+  }
+
+  get apps(): ReadonlyMap<string, AppRuntime> {
+    return this.#apps;
   }
 
   /**
@@ -93,7 +157,7 @@ export class TQServer {
       observers.add(admin.observe);
       http = new HttpFront({
         server: config.server,
-        apps: [...apps.values()].map((runtime) => httpApp(runtime, logs)),
+        apps: [...apps.values()].map((runtime) => httpApp(runtime)),
         log,
         serverSoftware: `TQServer/${VERSION}`,
         // With server.admin_listen, status, metrics and health are served there only.
@@ -103,7 +167,7 @@ export class TQServer {
       started.http = http;
       const address = await http.listen();
       await admin.start();
-      server = new TQServer(config, apps, http, log, observers, logs, logFiles, admin);
+      server = new TQServer(config, apps, http, log, observers, logs, logFiles, admin, onRequest);
       const where = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
       for (const runtime of apps.values()) {
         log.info({ app: runtime.config.name }, `app ${runtime.config.name}: ${where}${runtime.config.path === '/' ? '/' : `${runtime.config.path}/`} -> ${runtime.config.documentRoot}`);
@@ -129,6 +193,154 @@ export class TQServer {
   }
 
   /**
+   * Applies a new, already validated config as a plan (config/reload.ts): apps added, removed or
+   * re-routed; pools resized in place; backends and FastCGI fronts replaced by starting the new one,
+   * switching traffic, then draining the old one. A step that fails leaves that app as it was.
+   * Only server.host/port (and the header limit, the admin listener) wait for a restart.
+   */
+  reload(next: Config): Promise<ReloadResult> {
+    const run = this.#reloading.then(() => this.#applyReload(next));
+    this.#reloading = run.catch(() => {});
+    return run;
+  }
+
+  async #applyReload(next: Config): Promise<ReloadResult> {
+    const result: ReloadResult = { applied: [], failed: [], restartRequired: [] };
+    if (this.#stopping) {
+      result.failed.push('the server is stopping');
+      return result;
+    }
+    const plan = planReload(this.#config, next);
+    if (plan.empty) return result;
+    const lines = describePlan(plan);
+    const later: Array<() => Promise<void>> = [];
+    for (const [index, step] of plan.steps.entries()) {
+      try {
+        await this.#applyStep(step, next, later, result);
+        if (step.kind !== 'restart-required') result.applied.push(lines[index]!);
+      } catch (error) {
+        const app = 'app' in step ? step.app.name : 'name' in step ? step.name : 'server';
+        const message = `${lines[index]}: failed, ${app} keeps running as it was: ${(error as Error).message}`;
+        result.failed.push(message);
+        this.#log.error({ app }, `reload: ${message}`);
+      }
+    }
+    this.#config = next;
+    this.http.setApps([...this.#apps.values()].map((runtime) => httpApp(runtime)));
+    // What the new config replaced drains in the background; stop() waits for it.
+    for (const drain of later) {
+      const running = drain().catch((error: Error) => this.#log.error({}, `reload: draining failed: ${error.message}`));
+      const tracked = running.finally(() => this.#draining.delete(tracked));
+      this.#draining.add(tracked);
+    }
+    return result;
+  }
+
+  async #applyStep(step: PlanStep, next: Config, later: Array<() => Promise<void>>, result: ReloadResult): Promise<void> {
+    const graceMs = next.server.shutdownTimeoutMs;
+    const log = this.#log;
+    switch (step.kind) {
+      case 'restart-required':
+        result.restartRequired.push(step.key);
+        log.warn({ key: step.key }, `reload: ${step.key} changed; it takes effect at the next restart (${step.why})`);
+        return;
+      case 'update-server': {
+        const s = next.server;
+        this.admin.update({ statusPath: s.statusPath, metricsPath: s.metricsPath, allowedClients: s.adminAllowedClients });
+        this.http.updateServer(s, s.adminListen ? undefined : this.admin.handler);
+        log.level = next.mode === 'dev' && s.logLevel === 'info' ? 'debug' : s.logLevel;
+        return;
+      }
+      case 'add-app': {
+        this.#logs.addApp(step.app);
+        try {
+          this.#apps.set(step.app.name, await startApp(step.app, next, log, this.#onRequest, this.#logs));
+        } catch (error) {
+          await this.#logs.releaseFiles(this.#logs.detachApp(step.app.name));
+          throw error;
+        }
+        return;
+      }
+      case 'remove-app': {
+        const runtime = this.#apps.get(step.name);
+        if (!runtime) return;
+        this.#apps.delete(step.name);
+        later.push(async () => {
+          await runtime.fastcgi?.close(graceMs);
+          await runtime.backend.stop(graceMs);
+          await this.#logs.releaseFiles(this.#logs.detachApp(step.name));
+        });
+        return;
+      }
+      case 'update-route': {
+        const runtime = this.#apps.get(step.app.name);
+        if (runtime) runtime.config = step.app;
+        return;
+      }
+      case 'resize-pool': {
+        const runtime = this.#apps.get(step.app.name);
+        if (!runtime) return;
+        const backend = runtime.backend;
+        if (backend instanceof PhpCgiBackend) backend.pool.reconfigure(poolSettings(step.app));
+        else if (backend instanceof FpmBackend) await backend.reload(effectiveApp(step.app, next));
+        runtime.config = step.app;
+        return;
+      }
+      case 'replace-backend': {
+        const runtime = this.#apps.get(step.app.name);
+        if (!runtime) return;
+        const oldBackend = runtime.backend;
+        // The new backend gets its own log wiring; the old files are released once it has drained.
+        const oldFiles: LogFile[] = this.#logs.detachApp(step.app.name);
+        let backend: Backend;
+        try {
+          this.#logs.addApp(step.app);
+          backend = await startBackend(step.app, next, log, this.#logs);
+        } catch (error) {
+          await this.#logs.releaseFiles(this.#logs.detachApp(step.app.name));
+          this.#logs.addApp(runtime.config);
+          await this.#logs.releaseFiles(oldFiles);
+          throw error;
+        }
+        this.#logs.watch(step.app.name, backend);
+        runtime.backend = backend;
+        runtime.config = step.app;
+        runtime.front.current = this.#logs.backendFor(step.app.name, backend, 'http');
+        runtime.fastcgiBackend.current = this.#logs.backendFor(step.app.name, backend, 'fastcgi');
+        later.push(async () => {
+          await oldBackend.stop(graceMs);
+          await this.#logs.releaseFiles(oldFiles);
+        });
+        return;
+      }
+      case 'replace-fastcgi-front': {
+        const runtime = this.#apps.get(step.app.name);
+        if (!runtime) return;
+        const old = runtime.fastcgi;
+        const sameAddress = old !== null && step.app.fastcgi.listen !== null && isDeepStrictEqual(old.address, step.app.fastcgi.listen);
+        // The same address cannot be bound twice: the old front goes first (nginx retries the connect).
+        if (old && (sameAddress || step.app.fastcgi.listen === null)) await old.close(graceMs);
+        runtime.fastcgi = step.app.fastcgi.listen ? await startFastCGIFront(step.app, runtime, log, this.#onRequest) : null;
+        runtime.config = step.app;
+        if (old && !sameAddress && step.app.fastcgi.listen !== null) later.push(() => old.close(graceMs));
+        return;
+      }
+      case 'update-logs': {
+        const runtime = this.#apps.get(step.app.name);
+        const oldFiles = this.#logs.detachApp(step.app.name);
+        this.#logs.addApp(step.app);
+        if (runtime) runtime.config = step.app;
+        await this.#logs.releaseFiles(oldFiles);
+        return;
+      }
+      default: {
+        const never: never = step;
+        throw new Error(`unknown plan step ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  /**
    * Graceful stop: HTTP and FastCGI fronts finish in-flight requests, then the pools stop. Calling it
    * again with a shorter grace (a second SIGTERM: 0) cuts the running stop short; otherwise it returns
    * the stop in progress.
@@ -140,7 +352,10 @@ export class TQServer {
     // Every close below is idempotent and honours the shorter grace when called again.
     // The log files close after the fronts, so the last requests' lines are in them.
     // The admin endpoints answer until the apps have stopped, so the drain can be watched.
-    const run = stopAll(this.http, this.apps, graceMs).then(() => Promise.all([this.#logs.close(), this.admin.close()])).then(() => {});
+    const run = stopAll(this.http, this.#apps, graceMs)
+      .then(() => Promise.all([...this.#draining]))
+      .then(() => Promise.all([this.#logs.close(), this.admin.close()]))
+      .then(() => {});
     const all = this.#stopping ? Promise.all([this.#stopping, run]).then(() => {}) : run;
     const stopping: Promise<void> = all.then(() => {
       // One line, from the stop that finished last.
@@ -151,12 +366,12 @@ export class TQServer {
   }
 }
 
-function httpApp(runtime: AppRuntime, logs: ServerLogs): HttpApp {
+function httpApp(runtime: AppRuntime): HttpApp {
   const app = runtime.config;
   return {
     name: app.name,
     path: app.path,
-    backend: logs.backendFor(app.name, runtime.backend, 'http'),
+    backend: runtime.front,
     resolve: {
       documentRoot: app.documentRoot,
       indexFiles: app.indexFiles,
@@ -166,29 +381,76 @@ function httpApp(runtime: AppRuntime, logs: ServerLogs): HttpApp {
   };
 }
 
+/**
+ * In dev mode PHP looks at a script's timestamp on every request (OPcache would otherwise keep the
+ * old code for opcache.revalidate_freq seconds), so an edit shows on the next request. Settings the
+ * app gives itself win.
+ */
+const DEV_SETTINGS = { 'opcache.validate_timestamps': 1, 'opcache.revalidate_freq': 0 } as const;
+
+function effectiveApp(app: AppConfig, config: Config): AppConfig {
+  if (config.mode !== 'dev') return app;
+  return { ...app, php: { ...app.php, settings: { ...DEV_SETTINGS, ...app.php.settings } } };
+}
+
+async function startBackend(configured: AppConfig, config: Config, log: Logger, logs: ServerLogs): Promise<Backend> {
+  const app = effectiveApp(configured, config);
+  return app.phpFpm.enabled ? await startFpm(app, config, log) : await startPhpCgi(app, config, log, logs);
+}
+
 async function startApp(app: AppConfig, config: Config, log: Logger, onRequest: RequestObserver, logs: ServerLogs): Promise<AppRuntime> {
-  const backend = app.phpFpm.enabled ? await startFpm(app, config, log) : await startPhpCgi(app, config, log, logs);
+  const backend = await startBackend(app, config, log, logs);
   logs.watch(app.name, backend);
-  let fastcgi: FastCGIServer | null = null;
+  const runtime: AppRuntime = {
+    config: app,
+    backend,
+    front: new SwitchableBackend(logs.backendFor(app.name, backend, 'http')),
+    fastcgiBackend: new SwitchableBackend(logs.backendFor(app.name, backend, 'fastcgi')),
+    fastcgi: null,
+  };
   if (app.fastcgi.listen) {
-    fastcgi = createFastCGIFront({
-      app: app.name,
-      documentRoot: app.documentRoot,
-      extensions: app.php.extensions,
-      backend: logs.backendFor(app.name, backend, 'fastcgi'),
-      allowedClients: app.fastcgi.allowedClients,
-      log,
-      onRequest,
-    });
     try {
-      await fastcgi.listen(app.fastcgi.listen);
+      runtime.fastcgi = await startFastCGIFront(app, runtime, log, onRequest);
     } catch (error) {
       await backend.stop(0);
       throw error;
     }
-    log.info({ app: app.name }, `app ${app.name}: FastCGI front on ${formatAddress(fastcgi.address!)} (for nginx fastcgi_pass)`);
   }
-  return { config: app, backend, fastcgi };
+  return runtime;
+}
+
+async function startFastCGIFront(app: AppConfig, runtime: AppRuntime, log: Logger, onRequest: RequestObserver): Promise<FastCGIServer> {
+  const fastcgi = createFastCGIFront({
+    app: app.name,
+    documentRoot: app.documentRoot,
+    extensions: app.php.extensions,
+    backend: runtime.fastcgiBackend,
+    allowedClients: app.fastcgi.allowedClients,
+    log,
+    onRequest,
+  });
+  await fastcgi.listen(app.fastcgi.listen!);
+  log.info({ app: app.name }, `app ${app.name}: FastCGI front on ${formatAddress(fastcgi.address!)} (for nginx fastcgi_pass)`);
+  return fastcgi;
+}
+
+/** The pool settings a running php-cgi pool takes in place on a reload. */
+function poolSettings(app: AppConfig) {
+  const p = app.php.pool;
+  return {
+    manager: p.manager,
+    maxWorkers: p.maxWorkers,
+    startWorkers: p.startWorkers,
+    minSpareWorkers: p.minSpareWorkers,
+    maxSpareWorkers: p.maxSpareWorkers,
+    maxSpawnRate: p.maxSpawnRate,
+    idleTimeoutMs: p.idleTimeoutMs,
+    maxRequests: p.maxRequests,
+    requestTimeoutMs: p.requestTimeoutMs,
+    maxWorkerMemoryBytes: p.maxWorkerMemoryBytes,
+    queueLimit: p.queueLimit,
+    queueTimeoutMs: p.queueTimeoutMs,
+  };
 }
 
 async function startPhpCgi(app: AppConfig, config: Config, log: Logger, logs: ServerLogs): Promise<Backend> {
@@ -202,18 +464,7 @@ async function startPhpCgi(app: AppConfig, config: Config, log: Logger, logs: Se
       settings: app.php.settings,
       env: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', ...app.php.env },
       cwd: app.documentRoot,
-      manager: p.manager,
-      maxWorkers: p.maxWorkers,
-      startWorkers: p.startWorkers,
-      minSpareWorkers: p.minSpareWorkers,
-      maxSpareWorkers: p.maxSpareWorkers,
-      maxSpawnRate: p.maxSpawnRate,
-      idleTimeoutMs: p.idleTimeoutMs,
-      maxRequests: p.maxRequests,
-      requestTimeoutMs: p.requestTimeoutMs,
-      maxWorkerMemoryBytes: p.maxWorkerMemoryBytes,
-      queueLimit: p.queueLimit,
-      queueTimeoutMs: p.queueTimeoutMs,
+      ...poolSettings(app),
       transport: p.transport,
       portRange: p.portRange,
       onWorkerOutput: logs.workerOutput(app.name),

@@ -1,11 +1,13 @@
 // The tqserver command: flags, config loading (--check prints every problem), logging to the console
 // and the log file, start, and signals (TERM/INT stop gracefully, HUP reloads, USR1 reopens logs).
 
-import { resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
+import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { multistream, pino, type DestinationStream, type Level } from 'pino';
 import { TQServer } from './app.js';
 import { ConfigError, formatProblem, loadConfig, type Config, type Mode } from './config/load.js';
+import { ConfigWatcher } from './config/watch.js';
 import { LogFiles, type LogFile } from './log-file.js';
 import { humanStream, type Logger } from './log.js';
 import { detectPhp } from './php/binary.js';
@@ -58,17 +60,36 @@ function parseFlags(argv: string[]): Flags | 'help' | 'version' {
   return { config: values.config, root: resolve(values.root ?? process.cwd()), mode, quiet: values.quiet ?? false, check: values.check ?? false };
 }
 
-function createServerLogger(config: Config, quiet: boolean, files: LogFiles): { log: Logger; file: LogFile | null } {
-  const streams: Array<{ stream: DestinationStream; level: Level }> = [];
-  const level: Level = config.mode === 'dev' && config.server.logLevel === 'info' ? 'debug' : config.server.logLevel;
-  if (!quiet) streams.push({ stream: humanStream(process.stderr) as unknown as DestinationStream, level });
-  let file: LogFile | null = null;
-  if (config.server.logFile) {
-    file = files.open(config.server.logFile);
-    streams.push({ stream: file as unknown as DestinationStream, level });
+/**
+ * Where the server log's file lines go: the file of server.log_file, which a reload may change (or
+ * turn off) while pino keeps writing to this one stream.
+ */
+class ServerLogSink extends Writable {
+  file: LogFile | null;
+
+  constructor(file: LogFile | null) {
+    super();
+    this.file = file;
   }
-  const log = pino({ level, base: null, timestamp: pino.stdTimeFunctions.isoTime }, multistream(streams));
-  return { log, file };
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (!this.file) return callback();
+    this.file.write(chunk, () => callback());
+  }
+}
+
+function logLevelOf(config: Config): Level {
+  return config.mode === 'dev' && config.server.logLevel === 'info' ? 'debug' : config.server.logLevel;
+}
+
+function createServerLogger(config: Config, quiet: boolean, files: LogFiles): { log: Logger; sink: ServerLogSink } {
+  const streams: Array<{ stream: DestinationStream; level: Level }> = [];
+  // Every level reaches the streams; the logger's own level (which a reload can change) filters.
+  if (!quiet) streams.push({ stream: humanStream(process.stderr) as unknown as DestinationStream, level: 'trace' });
+  const sink = new ServerLogSink(config.server.logFile ? files.open(config.server.logFile) : null);
+  streams.push({ stream: sink as unknown as DestinationStream, level: 'trace' });
+  const log = pino({ level: logLevelOf(config), base: null, timestamp: pino.stdTimeFunctions.isoTime }, multistream(streams));
+  return { log, sink };
 }
 
 async function check(config: Config): Promise<string[]> {
@@ -121,11 +142,11 @@ async function main(argv: string[]): Promise<number> {
   }
 
   // Every log file of the process (the server log, each app's access, slow and PHP error logs), for SIGUSR1.
-  let serverLog: { log: Logger; file: LogFile | null } | null = null;
+  let serverLog: { log: Logger; sink: ServerLogSink } | null = null;
   const files = new LogFiles({
     onError: (failed, error) => {
       const text = `cannot write the log file ${failed.path}: ${error.message}`;
-      if (serverLog && failed !== serverLog.file) serverLog.log.error({ file: failed.path }, text);
+      if (serverLog && failed !== serverLog.sink.file) serverLog.log.error({ file: failed.path }, text);
       else process.stderr.write(`tqserver: ${text}\n`);
     },
   });
@@ -135,7 +156,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`tqserver: ${(error as Error).message}\n`);
     return 1;
   }
-  const { log, file } = serverLog;
+  const { log, sink } = serverLog;
   if (config.apps.length === 0) log.warn({}, `no apps found under ${config.workersDir} (each app needs workers/NAME/config/worker.yaml)`);
   let server: TQServer;
   try {
@@ -154,6 +175,7 @@ async function main(argv: string[]): Promise<number> {
       signals += 1;
       if (signals === 1) {
         // stop() closes the listeners before it returns: once this line is out, new connections are refused.
+        watcher.close();
         const stopping = server.stop();
         log.info({ signal }, `${signal}: stopping gracefully (finishing requests in progress, up to ${config.server.shutdownTimeoutMs} ms); send it again to stop at once`);
         stopping.then(
@@ -171,9 +193,46 @@ async function main(argv: string[]): Promise<number> {
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
-    process.on('SIGHUP', () => {
-      log.warn({}, 'SIGHUP: configuration reload is not available in this version yet; restart TQServer to apply config changes');
+    // A reload: the files are read and validated again; an invalid config leaves the running one as
+    // it is and the log says what is wrong. Changes to the files are watched and reloaded the same way.
+    const reload = async (why: string) => {
+      let next: Config;
+      try {
+        next = loadConfig({ root: flags.root, configFile: flags.config ?? null, mode: flags.mode });
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw error;
+        for (const problem of error.problems) log.error({}, `reload (${why}): ${formatProblem(problem)}`);
+        log.error({}, `reload (${why}): ${error.problems.length} configuration problem${error.problems.length === 1 ? '' : 's'}; the running configuration stays as it was`);
+        return;
+      }
+      const before = server.config;
+      const result = await server.reload(next);
+      if (before.server.logFile !== next.server.logFile) {
+        const old = sink.file;
+        sink.file = next.server.logFile ? files.open(next.server.logFile) : null;
+        if (old) await files.release(old);
+      }
+      log.level = logLevelOf(next);
+      watcher.refresh();
+      if (result.applied.length === 0 && result.failed.length === 0 && result.restartRequired.length === 0) {
+        log.info({}, `reload (${why}): nothing changed`);
+        return;
+      }
+      for (const line of result.applied) log.info({}, `reload: ${line}`);
+      log.info({ applied: result.applied.length, failed: result.failed.length }, `reload (${why}) done: ${result.applied.length} applied, ${result.failed.length} failed${result.restartRequired.length > 0 ? `, waiting for a restart: ${result.restartRequired.join(', ')}` : ''}`);
+    };
+    let reloading = Promise.resolve();
+    const queueReload = (why: string) => {
+      reloading = reloading.then(() => reload(why)).catch((error: Error) => log.error({}, `reload (${why}) failed: ${error.stack ?? error.message}`));
+    };
+    const watcher = new ConfigWatcher({
+      configFile: config.configFile ?? join(flags.root, 'config', 'server.yaml'),
+      workersDir: config.workersDir,
+      debounceMs: config.debounceMs,
+      onChange: (changed) => queueReload(`${changed.map((path) => relative(flags.root, path) || path).join(', ')} changed`),
+      onError: (error) => log.warn({}, `config watcher: ${error.message}`),
     });
+    process.on('SIGHUP', () => queueReload('SIGHUP'));
     process.on('SIGUSR1', () => {
       const paths = files.reopenAll();
       log.info({ files: paths }, `SIGUSR1: ${paths.length} log file${paths.length === 1 ? '' : 's'} reopened`);
@@ -184,7 +243,7 @@ async function main(argv: string[]): Promise<number> {
     });
   });
   // Every line up to "stopped" reaches the log file before the process exits.
-  if (file) await files.release(file);
+  if (sink.file) await files.release(sink.file);
   return code;
 }
 

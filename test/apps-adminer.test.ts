@@ -7,13 +7,14 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { Browser, brokenAssets, findForm, titleOf, type Page } from './helpers/browser.js';
 import { makeProject, serverYaml, startFront, type Project, type RunningFront } from './helpers/front.js';
 import { startMariaDb, type MariaDb } from './helpers/mariadb.js';
+import { tempDir } from './helpers/peers.js';
 
 /** Debian's entry point (Apache: Alias /adminer /etc/adminer, DirectoryIndex conf.php). */
 const ADMINER_ROOT = '/etc/adminer';
@@ -72,6 +73,8 @@ describe('Adminer from Debian on TQServer', { timeout: 120_000 }, () => {
       const browser = new Browser();
       let project: Project;
       let front: RunningFront;
+      /** PHP's session files, in a folder of this run's own. */
+      let sessions: { path: string; cleanup: () => Promise<void> };
       let base: string;
       let prefix: string;
       /** The page Adminer sends a logged-in user to: ?server=...&username=...&db=... */
@@ -79,10 +82,8 @@ describe('Adminer from Debian on TQServer', { timeout: 120_000 }, () => {
 
       before(async () => {
         await db.createDatabase(account.db, account.user, account.password);
-        project = await makeProject({ server: serverYaml(), apps: [{ name: 'adminer', worker: 'path: /placeholder\n', site: false }] });
-        const sessions = join(project.root, 'sessions');
-        mkdirSync(sessions, { mode: 0o700 });
-        writeFileSync(join(project.root, 'workers', 'adminer', 'config', 'worker.yaml'), workerYaml(run, sessions));
+        sessions = await tempDir('tqserver-adminer-sessions-');
+        project = await makeProject({ server: serverYaml(), apps: [{ name: 'adminer', worker: workerYaml(run, sessions.path), site: false }] });
         front = await startFront(project.root);
         prefix = run.path === '/' ? '' : run.path;
         base = `http://127.0.0.1:${front.port}${prefix}`;
@@ -91,6 +92,7 @@ describe('Adminer from Debian on TQServer', { timeout: 120_000 }, () => {
       after(async () => {
         await front?.stop();
         await project?.cleanup();
+        await sessions?.cleanup();
       });
 
       test('the login page is conf.php, the directory index; its cookies are scoped to the prefix', async () => {

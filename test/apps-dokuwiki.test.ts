@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Browser, assetsOf, brokenAssets, decodeEntities, fieldValue, findForm, titleOf } from './helpers/browser.js';
 import { makeProject, serverYaml, startFront, type Project, type RunningFront } from './helpers/front.js';
+import { tempDir } from './helpers/peers.js';
 import { makePng } from './helpers/png.js';
 
 /** Where Debian's package puts DokuWiki's code, and the empty data tree it ships. */
@@ -94,6 +95,8 @@ describe('DokuWiki from Debian on TQServer', { timeout: 120_000 }, () => {
       const image = makePng(320, 200, 40 + index);
       let project: Project;
       let front: RunningFront;
+      /** The site's own folder, outside the project: conf/, data/, prepend.php. */
+      let siteDir: { path: string; cleanup: () => Promise<void> };
       let site: { prepend: string; data: string };
       let base: string;
       let prefix: string;
@@ -101,9 +104,9 @@ describe('DokuWiki from Debian on TQServer', { timeout: 120_000 }, () => {
       let firstSavedAtMs = 0;
 
       before(async () => {
-        project = await makeProject({ server: serverYaml(), apps: [{ name: 'wiki', worker: 'path: /placeholder\n', site: false }] });
-        site = wikiSite(join(project.root, 'site'));
-        writeFileSync(join(project.root, 'workers', 'wiki', 'config', 'worker.yaml'), workerYaml(run, site.prepend));
+        siteDir = await tempDir('tqserver-dokuwiki-');
+        site = wikiSite(siteDir.path);
+        project = await makeProject({ server: serverYaml(), apps: [{ name: 'wiki', worker: workerYaml(run, site.prepend), site: false }] });
         front = await startFront(project.root);
         prefix = run.path === '/' ? '' : run.path;
         base = `http://127.0.0.1:${front.port}${prefix}`;
@@ -112,6 +115,7 @@ describe('DokuWiki from Debian on TQServer', { timeout: 120_000 }, () => {
       after(async () => {
         await front?.stop();
         await project?.cleanup();
+        await siteDir?.cleanup();
       });
 
       test('the front page redirects to the start page under the prefix; the session cookie is scoped to it', async () => {
@@ -156,7 +160,7 @@ describe('DokuWiki from Debian on TQServer', { timeout: 120_000 }, () => {
         assert.equal(readFileSync(file, 'utf8').trim(), firstText.trim(), 'the page is a file in the data folder');
       });
 
-      test('an image is uploaded with the media manager (multipart) and served by fetch.php: bytes, 304', async () => {
+      test('an image is uploaded with the media manager (multipart) and served by fetch.php: bytes, a range, 304', async () => {
         const manager = await browser.get(`${base}/doku.php/${page}?do=media&ns=playground&tab_files=upload`);
         const form = findForm(manager, (f) => f.id === 'dw__upload', 'media upload');
         assert.equal(form.enctype, 'multipart/form-data');
@@ -170,6 +174,10 @@ describe('DokuWiki from Debian on TQServer', { timeout: 120_000 }, () => {
         assert.equal(fetched.status, 200);
         assert.equal(fetched.headers.get('content-type'), 'image/png');
         assert.ok(fetched.body.equals(image), 'PHP streams the bytes back');
+        const part = await visitor.fetch(`${base}/lib/exe/fetch.php?media=playground:pixels-${index}.png`, { headers: { range: 'bytes=0-99' } });
+        assert.equal(part.status, 206, "a byte range, answered by DokuWiki's own Range handling");
+        assert.equal(part.headers.get('content-range'), `bytes 0-99/${image.length}`);
+        assert.ok(part.body.equals(image.subarray(0, 100)));
         const etag = fetched.headers.get('etag');
         assert.ok(etag, 'fetch.php sends an ETag');
         const again = await visitor.fetch(`${base}/lib/exe/fetch.php?media=playground:pixels-${index}.png`, { headers: { 'if-none-match': etag } });

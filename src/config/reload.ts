@@ -18,7 +18,9 @@ export type PlanStep =
   /** A new backend is started, traffic switched to it, the old one drained. */
   | { kind: 'replace-backend'; app: AppConfig; keys: string[] }
   /** The FastCGI front moves (listen or allowed clients): the new one starts, the old one drains. */
-  | { kind: 'replace-fastcgi-front'; app: AppConfig; keys: string[] };
+  | { kind: 'replace-fastcgi-front'; app: AppConfig; keys: string[] }
+  /** The app's access or slow log settings: its log files are reopened as configured. */
+  | { kind: 'update-logs'; app: AppConfig; keys: string[] };
 
 export interface ReloadPlan {
   steps: PlanStep[];
@@ -31,6 +33,7 @@ const RESTART_KEYS: ReadonlyArray<[keyof ServerConfig, string]> = [
   ['host', 'the HTTP server listens on its address until restarted'],
   ['port', 'the HTTP server listens on its port until restarted'],
   ['maxHeaderBytes', "Node's HTTP parser takes its header limit at start"],
+  ['adminListen', 'the admin listener binds its address at start'],
 ];
 
 /** Pool keys a running php-cgi pool takes in place. */
@@ -83,6 +86,8 @@ export function diffApp(before: AppConfig, after: AppConfig): PlanStep[] {
     backendKeys.push('php.pool.transport');
   }
   if (before.documentRoot !== after.documentRoot) backendKeys.push('document_root');
+  // The PHP error log is wired into the processes' output when they start.
+  if (before.php.errorLog !== after.php.errorLog) backendKeys.push('php.error_log');
   if (after.phpFpm.enabled && !isDeepStrictEqual(before.phpFpm, after.phpFpm)) backendKeys.push('php_fpm');
   const poolKeys = changed(before.php.pool, after.php.pool, POOL_KEYS).map((key) => POOL_KEY_NAMES[key]);
   if (backendKeys.length > 0) steps.push({ kind: 'replace-backend', app: after, keys: [...backendKeys, ...poolKeys] });
@@ -104,6 +109,11 @@ export function diffApp(before: AppConfig, after: AppConfig): PlanStep[] {
     frontKeys.push('document_root');
   }
   if (frontKeys.length > 0) steps.push({ kind: 'replace-fastcgi-front', app: after, keys: frontKeys });
+
+  const logKeys: string[] = [];
+  if (!isDeepStrictEqual(before.accessLog, after.accessLog)) logKeys.push('access_log');
+  if (!isDeepStrictEqual(before.slowLog, after.slowLog)) logKeys.push('slow_log');
+  if (logKeys.length > 0) steps.push({ kind: 'update-logs', app: after, keys: logKeys });
   return steps;
 }
 
@@ -156,6 +166,8 @@ export function describePlan(plan: ReloadPlan): string[] {
         return `app ${step.app.name}: new ${step.app.phpFpm.enabled ? 'php-fpm' : 'php-cgi'} backend started, the old one drained (${step.keys.join(', ')})`;
       case 'replace-fastcgi-front':
         return `app ${step.app.name}: FastCGI front replaced (${step.keys.join(', ')})`;
+      case 'update-logs':
+        return `app ${step.app.name}: log files reopened as configured (${step.keys.join(', ')})`;
       default: {
         const never: never = step;
         return String(never);

@@ -45,7 +45,7 @@ interface RequestContext {
 
 export class HttpFront {
   readonly #server: http.Server;
-  readonly #options: HttpFrontOptions;
+  #options: HttpFrontOptions;
   readonly #log: Logger;
   #router: Router<HttpApp>;
   #inFlight = 0;
@@ -75,6 +75,17 @@ export class HttpFront {
   }
 
   /** Replaces the apps (hot reload); requests in progress keep the app they started with. */
+  /**
+   * Applies reloaded server settings that a listening server can take: timeouts, body limit,
+   * status and admin routing. host, port and the header limit need a restart (config/reload.ts).
+   */
+  updateServer(server: ServerConfig, admin: AdminHandler | undefined): void {
+    this.#options = { ...this.#options, server, admin };
+    this.#server.requestTimeout = server.readTimeoutMs;
+    this.#server.headersTimeout = Math.min(server.readTimeoutMs, 60_000);
+    this.#server.keepAliveTimeout = server.idleTimeoutMs;
+  }
+
   setApps(apps: readonly HttpApp[]): void {
     this.#router = new Router(apps.map((app) => [app.path, app] as const));
   }

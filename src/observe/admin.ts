@@ -99,8 +99,8 @@ export interface DashboardDocument extends Record<string, unknown> {
 export class Admin {
   readonly metrics: Metrics;
   readonly recorder: SeriesRecorder;
-  readonly #options: AdminOptions;
-  readonly #allow: ClientAllowList | null;
+  #options: AdminOptions;
+  #allow: ClientAllowList | null;
   readonly #clock: () => number;
   #server: http.Server | null = null;
   #unixSocket = false;
@@ -113,6 +113,13 @@ export class Admin {
     this.#allow = allowed === 'any' ? null : new ClientAllowList(allowed);
     this.metrics = new Metrics({ snapshot: options.snapshot, readiness: () => this.readiness(), processMetrics: options.processMetrics ?? true });
     this.recorder = new SeriesRecorder({ apps: options.apps, clock: this.#clock });
+  }
+
+  /** A config reload: new paths and allowed clients (the separate admin listener needs a restart). */
+  update(changes: Pick<AdminOptions, 'statusPath' | 'metricsPath' | 'allowedClients'>): void {
+    this.#options = { ...this.#options, ...changes };
+    const allowed = changes.allowedClients ?? ['127.0.0.0/8', '::1'];
+    this.#allow = allowed === 'any' ? null : new ClientAllowList(allowed);
   }
 
   /** Feeds metrics and the dashboard's series; one observer for TQServer.observers. */

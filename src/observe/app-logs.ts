@@ -18,6 +18,8 @@ interface AppLogs {
   access: AccessLog | null;
   slow: SlowLog | null;
   phpErrors: PhpErrorLog | null;
+  /** The files opened for this app, released when it goes or its logs are reconfigured. */
+  files: LogFile[];
 }
 
 export class ServerLogs {
@@ -36,9 +38,11 @@ export class ServerLogs {
 
   /** Opens an app's log files; throws (naming the file) when one cannot be created. */
   addApp(app: AppConfig): void {
+    const files: LogFile[] = [];
     const open = (template: string) => {
       const file = this.#files.open(template);
       this.#opened.push(file);
+      files.push(file);
       return file;
     };
     const access = app.accessLog.path ? new AccessLog(open(app.accessLog.path), app.accessLog.format) : null;
@@ -55,7 +59,31 @@ export class ServerLogs {
         onLines: (count) => this.advisor.note(app.name, 'php-errors', { file: file.path }, count),
       });
     }
-    this.#apps.set(app.name, { access, slow, phpErrors });
+    this.#apps.set(app.name, { access, slow, phpErrors, files });
+  }
+
+  /**
+   * Takes an app's logs out of use (a reload removed the app, or rebuilds its logs); returns its
+   * files, to be released with releaseFiles() once the requests still writing to them are over.
+   * Opening the same path again meanwhile shares the open file (LogFiles counts its users).
+   */
+  detachApp(name: string): LogFile[] {
+    const old = this.#apps.get(name);
+    if (!old) return [];
+    this.#apps.delete(name);
+    return old.files;
+  }
+
+  async releaseFiles(files: LogFile[]): Promise<void> {
+    await this.#release(files);
+  }
+
+  async #release(files: LogFile[]): Promise<void> {
+    for (const file of files) {
+      const index = this.#opened.indexOf(file);
+      if (index >= 0) this.#opened.splice(index, 1);
+    }
+    await Promise.all(files.map((file) => this.#files.release(file)));
   }
 
   /** Where an app's php-cgi processes' own stdout and stderr go, or undefined for the server log. */

@@ -169,6 +169,8 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   readonly #restarts: Record<ExitReason, number> = Object.fromEntries(EXIT_REASONS.map((r) => [r, 0])) as Record<ExitReason, number>;
   #stopWaiters: Array<() => void> = [];
   readonly #stateListeners = new Set<() => void>();
+  /** stop() is serving the requests still waiting before it stops the workers. */
+  #draining = false;
 
   constructor(config: PoolConfig, log: Logger, clock: () => number = Date.now) {
     super();
@@ -279,12 +281,19 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   }
 
   /**
-   * Graceful stop: no new requests, waiting ones fail with POOL_STOPPED, idle workers stop now,
-   * busy ones after their request; after graceMs whatever is left is killed. Resolves when every
-   * php-cgi process has exited.
+   * Graceful stop: no new requests; those already waiting are still served (a reload that replaced
+   * this pool, or a removed app, loses none of them), then idle workers stop, busy ones after their
+   * request; whatever is left when graceMs is over fails with POOL_STOPPED or is killed. Resolves
+   * when every php-cgi process has exited.
    */
   async stop(graceMs = 10_000): Promise<void> {
     if (this.#state === 'stopped') return;
+    const started = this.#clock();
+    if (this.#state === 'running' && !this.#draining && this.#queue.length > 0 && graceMs > 0) {
+      this.#draining = true;
+      await this.waitFor((stats) => stats.queueLength === 0, graceMs).catch(() => {});
+      graceMs = Math.max(0, graceMs - (this.#clock() - started));
+    }
     if (this.#state !== 'stopping') {
       this.#state = 'stopping';
       if (this.#recheckTimer) clearTimeout(this.#recheckTimer);
@@ -376,8 +385,8 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
 
   /** Grants a free worker at once, or queues the caller; returns the waiter (null if settled already). */
   #enqueue(grant: (worker: PhpCgiWorker) => void, fail: (error: Error) => void): Waiter | null {
-    if (this.#state !== 'running') {
-      fail(new PoolUnavailableError('POOL_STOPPED', `pool ${this.name} is ${this.#state === 'new' ? 'not started' : this.#state}`));
+    if (this.#state !== 'running' || this.#draining) {
+      fail(new PoolUnavailableError('POOL_STOPPED', `pool ${this.name} is ${this.#state === 'new' ? 'not started' : this.#draining ? 'stopping' : this.#state}`));
       return null;
     }
     const worker = this.#available.pop();
