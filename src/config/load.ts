@@ -165,7 +165,16 @@ export function loadConfig(options: LoadOptions): Config {
         const raw = readYaml(file, display(file), problems);
         if (raw === undefined) continue;
         const parsed = validate(workerFileSchema, raw ?? {}, display(file), problems);
-        if (!parsed || !parsed.enabled) continue;
+        if (!parsed) {
+          // The file has errors; still say whether its document root exists, so --check lists everything at once.
+          const given = (raw as { document_root?: unknown; enabled?: unknown } | null) ?? {};
+          if (given.enabled !== false && (given.document_root === undefined || typeof given.document_root === 'string')) {
+            const documentRoot = resolve(dir, typeof given.document_root === 'string' ? given.document_root : 'public');
+            if (!isFolder(documentRoot)) problems.push({ file: display(file), key: 'document_root', message: `${documentRoot} is not a folder` });
+          }
+          continue;
+        }
+        if (!parsed.enabled) continue;
         const app = appConfig(name, dir, file, parsed, display(file), problems, root);
         if (app) apps.push(app);
       }
