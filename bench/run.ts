@@ -18,9 +18,10 @@ import { describeRevision } from './lib/revision.js';
 import { markdownReport, textSection, type RunReport } from './lib/report.js';
 import type { Extra, Section, SectionResult } from './lib/section.js';
 import { helloSection, sideBySideChart, workloadsSection } from './side-by-side.js';
+import { poolSection } from './pool.js';
 
 /** Every section, in the order a full run goes through them. New sections are added here. */
-const SECTIONS: readonly Section[] = [codecSection, clientSection, helloSection, workloadsSection];
+const SECTIONS: readonly Section[] = [codecSection, clientSection, poolSection, helloSection, workloadsSection];
 
 const RESULTS_FILE = repoPath('bench', 'results', 'latest.json');
 /** The last published full run: committed, so the README's chart and docs/benchmarks.md have their data. */
