@@ -247,6 +247,7 @@ export class TQServer {
       case 'update-server': {
         const s = next.server;
         this.admin.update({ statusPath: s.statusPath, metricsPath: s.metricsPath, allowedClients: s.adminAllowedClients });
+        if (!isDeepStrictEqual(this.#config.server.adminListen, s.adminListen)) await this.admin.moveListener(s.adminListen);
         this.http.updateServer(s, s.adminListen ? undefined : this.admin.handler);
         log.level = next.mode === 'dev' && s.logLevel === 'info' ? 'debug' : s.logLevel;
         return;

@@ -33,7 +33,6 @@ const RESTART_KEYS: ReadonlyArray<[keyof ServerConfig, string]> = [
   ['host', 'the HTTP server listens on its address until restarted'],
   ['port', 'the HTTP server listens on its port until restarted'],
   ['maxHeaderBytes', "Node's HTTP parser takes its header limit at start"],
-  ['adminListen', 'the admin listener binds its address at start'],
 ];
 
 /** Pool keys a running php-cgi pool takes in place. */

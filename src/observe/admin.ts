@@ -142,6 +142,17 @@ export class Admin {
     if (this.#started) return;
     this.#started = true;
     this.recorder.start();
+    await this.#listen();
+  }
+
+  /** A config reload moved server.admin_listen (or turned it on or off): the listener follows. */
+  async moveListener(listen: Address | null): Promise<void> {
+    await this.#closeListener();
+    this.#options = { ...this.#options, listen };
+    if (this.#started) await this.#listen();
+  }
+
+  async #listen(): Promise<void> {
     const listen = this.#options.listen;
     if (!listen) return;
     const server = http.createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, (request, response) => {
@@ -169,6 +180,10 @@ export class Admin {
   /** Stops sampling and closes the admin listener. Idempotent. */
   async close(): Promise<void> {
     this.recorder.stop();
+    await this.#closeListener();
+  }
+
+  async #closeListener(): Promise<void> {
     const server = this.#server;
     this.#server = null;
     if (!server) return;
