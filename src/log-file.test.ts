@@ -36,6 +36,34 @@ describe('LogFile', () => {
     assert.equal(logFileName('/var/log/tq.log', new Date()), '/var/log/tq.log');
   });
 
+  test('lines wait up to 100 ms to be written together; in the last 100 ms of a day, only to the end of the turn', async () => {
+    const clock = fakeClock(new Date(2024, 4, 1, 12, 0, 0));
+    const file = new LogFile(join(dir, 'batch', 'app_{date}.log'), clock.now);
+    const day = (name: string) => join(dir, 'batch', `app_${name}.log`);
+    file.writeLine('the first line opens the file');
+    await fileText(day('2024-05-01'), (t) => t.includes('first line'));
+    file.writeLine('batched 1');
+    file.writeLine('batched 2');
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.ok(!readFileSync(day('2024-05-01'), 'utf8').includes('batched'), 'not written at the end of the turn');
+    await fileText(day('2024-05-01'), (t) => t.includes('batched 1\nbatched 2\n'));
+    // 50 ms before midnight: the line goes out before the day can end, into that day's file.
+    clock.set(new Date(2024, 4, 1, 23, 59, 59, 950));
+    file.writeLine('just before midnight');
+    await new Promise((resolve) => setImmediate(resolve));
+    clock.set(new Date(2024, 4, 2, 0, 0, 0, 10));
+    await fileText(day('2024-05-01'), (t) => t.includes('just before midnight'));
+    file.writeLine('after midnight');
+    await fileText(day('2024-05-02'), (t) => t === 'after midnight\n');
+    // More than a batch holds is written at once, in order, nothing lost.
+    const long = 'x'.repeat(1000);
+    for (let i = 0; i < 200; i++) file.writeLine(`${i} ${long}`);
+    const text = await fileText(day('2024-05-02'), (t) => t.includes(`199 ${long}`));
+    assert.deepEqual(text.trimEnd().split('\n').slice(1).map((line) => Number(line.split(' ')[0])), Array.from({ length: 200 }, (_, i) => i));
+    await file.close();
+  });
+
   test('{date} rotation with a fake clock: a new file each day, every line in the file of its day', async () => {
     const clock = fakeClock(new Date(2024, 1, 28, 23, 59, 59, 900));
     const template = join(dir, 'rotate', 'app_access_{date}.log');

@@ -132,7 +132,7 @@ export function liveBufferBytes(): number {
 
 /**
  * Resolves after the client pool has put connections freed by the requests just ended back into
- * its idle list (it does so one event-loop turn after END_REQUEST, to see a peer's FIN first).
+ * its idle list (it does so once the socket read that carried END_REQUEST has been handled).
  */
 export function releasesSettled(): Promise<void> {
   return new Promise((resolve) => setImmediate(() => setImmediate(resolve)));

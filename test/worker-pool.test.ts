@@ -416,15 +416,17 @@ describe('stats', () => {
 });
 
 describe('stopping', () => {
-  test('stop() with requests in flight: they finish, waiters get POOL_STOPPED, no php-cgi left, socket dir removed', async () => {
+  test('stop() with requests in flight: they finish, the queue is served, later requests get POOL_STOPPED, no php-cgi left, socket dir removed', async () => {
     const { pool: p, pids, logger } = await pool({ manager: 'static', maxWorkers: 2 });
     const inFlight = [start(p, 'busy.php?ms=400'), start(p, 'busy.php?ms=400')];
     await Promise.all(inFlight.map((r) => r.firstBody));
     const queued = request(p, 'pid.php');
+    await until('the third request is queued', () => p.stats().queueLength === 1);
     const started = Date.now();
     const stopping = p.stop(5000);
-    await assert.rejects(queued, typed('POOL_STOPPED', 503, PoolUnavailableError));
-    await assert.rejects(request(p, 'pid.php'), /pool test is stopping/);
+    await assert.rejects(request(p, 'pid.php'), typed('POOL_STOPPED', 503, PoolUnavailableError));
+    const served = await queued;
+    assert.ok(pids.includes(Number(served.body.trim())), `the queued request was served by one of the pool's workers: ${served.body}`);
     await stopping;
     assert.ok(Date.now() - started < 2000);
     for (const response of await Promise.all(inFlight.map((r) => r.done))) assert.match(response.body, /slept 400 ms/);
@@ -434,6 +436,19 @@ describe('stopping', () => {
     assert.equal(p.stats().restarts.stopped, 2);
     assert.equal(logger.find('killing it'), undefined);
     await p.stop();
+  });
+
+  test('stop() fails what is still queued when the grace is over', async () => {
+    const { pool: p, pids } = await pool({ manager: 'static', maxWorkers: 1 });
+    const running = start(p, 'busy.php?ms=1500');
+    await running.firstBody;
+    const queued = request(p, 'pid.php');
+    await until('the second request is queued', () => p.stats().queueLength === 1);
+    await p.stop(200);
+    await assert.rejects(queued, typed('POOL_STOPPED', 503, PoolUnavailableError));
+    await assert.rejects(queued, /pool test is stopping/);
+    await assert.rejects(running.done, typed('POOL_STOPPED', 503, PoolUnavailableError));
+    assert.ok(pids.every(processGone));
   });
 
   test('stop() kills what outlives the grace; still nothing left', async () => {

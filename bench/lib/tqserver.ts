@@ -67,6 +67,10 @@ export interface TQServerOptions {
   /** Write a V8 CPU profile (node --cpu-prof) into this directory when TQServer exits. */
   readonly profileDir: string | null;
   readonly profileName: string;
+  /** Another build's dist/src/cli.js (bench/ab.ts compares builds); default TQSERVER_CLI. */
+  readonly cli?: string;
+  /** Extra node flags (e.g. --cpu-prof for one build only). */
+  readonly nodeArgs?: readonly string[];
 }
 
 export interface RunningTQServer {
@@ -86,7 +90,7 @@ export async function startTQServer(scope: Scope, dir: string, name: string, opt
   await writeFile(join(dir, 'config', 'server.yaml'), serverYaml(project));
   await writeFile(join(dir, 'workers', 'bench', 'config', 'worker.yaml'), workerYaml(project));
   const profile = options.profileDir ? ['--cpu-prof', '--cpu-prof-dir', options.profileDir, '--cpu-prof-name', `${options.profileName}.cpuprofile`] : [];
-  const proc = scope.spawn(name, process.execPath, [...profile, TQSERVER_CLI, '--root', dir], { cwd: dir });
+  const proc = scope.spawn(name, process.execPath, [...profile, ...(options.nodeArgs ?? []), options.cli ?? TQSERVER_CLI, '--root', dir], { cwd: dir });
   await proc.waitForListening({ host: '127.0.0.1', port }, 20_000);
   if (fastcgiSocket) await proc.waitForListening({ path: fastcgiSocket }, 20_000);
   return { port, process: proc, fastcgiSocket, logFile: join(dir, 'logs', 'tqserver.log') };

@@ -101,6 +101,33 @@ const TOKEN_HEADER = /^[A-Za-z0-9-]+$/;
 const PLAIN_HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 const BRACKETED_V6 = /^\[[0-9A-Fa-f:.]+\]$/;
 
+/**
+ * What a request header name becomes: its lower case, and its HTTP_* variable, or null for a header
+ * that never becomes one (dropped, or not a plain token). Remembered per name as sent (a server
+ * sees the same few dozen names all day), which spares a lower-casing, a regular expression and
+ * three new strings per header per request (issue 8); bounded, in case a client invents names.
+ */
+interface HeaderName {
+  lower: string;
+  key: string | null;
+}
+const HEADER_NAMES = new Map<string, HeaderName>();
+const HEADER_NAMES_MAX = 1024;
+
+function headerName(name: string): HeaderName {
+  let known = HEADER_NAMES.get(name);
+  if (known === undefined) {
+    const lower = name.toLowerCase();
+    // Underscores would let "X_Real_IP" pose as "X-Real-IP" once both become HTTP_X_REAL_IP
+    // (nginx drops them too: underscores_in_headers off).
+    const key = DROPPED_HEADERS.has(lower) || !TOKEN_HEADER.test(name) ? null : `HTTP_${lower.toUpperCase().replace(/-/g, '_')}`;
+    known = { lower, key };
+    if (HEADER_NAMES.size >= HEADER_NAMES_MAX) HEADER_NAMES.clear();
+    HEADER_NAMES.set(name, known);
+  }
+  return known;
+}
+
 /** A latin1 string from Node's parser as the exact bytes the client sent. */
 function bytes(value: string): string | Buffer {
   for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) > 0x7f) return Buffer.from(value, 'latin1');
@@ -125,6 +152,16 @@ export function requestUri(target: string): string {
  */
 export function hostName(hostHeader: string | undefined): string | null {
   if (!hostHeader) return null;
+  // Clients send the same Host on every request: the last answer is kept (a pure function's result).
+  if (hostHeader === lastHost.header) return lastHost.name;
+  const name = parseHostName(hostHeader);
+  lastHost = { header: hostHeader, name };
+  return name;
+}
+
+let lastHost: { header: string; name: string | null } = { header: '', name: null };
+
+function parseHostName(hostHeader: string): string | null {
   const value = hostHeader.trim();
   let host: string;
   let port: string | null = null;
@@ -158,7 +195,7 @@ export function buildCgiEnv(request: CgiRequest, route: CgiRoute): CgiParams {
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i]!;
     const value = raw[i + 1]!;
-    const lower = name.toLowerCase();
+    const { lower, key } = headerName(name);
     // Content-Type and Host are singletons (RFC 9110 8.3, RFC 9112 3.2); like Node's
     // request.headers, the first one counts, so PHP sees the value every other layer saw.
     if (lower === 'content-type') {
@@ -169,11 +206,9 @@ export function buildCgiEnv(request: CgiRequest, route: CgiRoute): CgiParams {
       if (host !== undefined) continue;
       host = value;
     }
-    // Underscores would let "X_Real_IP" pose as "X-Real-IP" once both become HTTP_X_REAL_IP
-    // (nginx drops them too: underscores_in_headers off).
-    if (DROPPED_HEADERS.has(lower) || !TOKEN_HEADER.test(name)) continue;
+    // Dropped, or not a plain token (see headerName).
+    if (key === null) continue;
     if (route.requestId !== undefined && lower === 'x-request-id') continue;
-    const key = `HTTP_${lower.toUpperCase().replace(/-/g, '_')}`;
     const previous = headers.get(key);
     headers.set(key, previous === undefined ? value : `${previous}${lower === 'cookie' ? '; ' : ', '}${value}`);
   }

@@ -9,6 +9,7 @@ import {
   FastCGIConnection,
   FastCGIResponse,
   type ConnectionOptions,
+  type EndResult,
   type RequestController,
   type RequestOptions,
   type ResponseHandler,
@@ -77,14 +78,22 @@ function replayable(options: RequestOptions): boolean {
   return hasNoBody(options) && IDEMPOTENT_METHODS.has(methodOf(options));
 }
 
-/** The controller a caller holds while its request waits in the queue, then while it runs. */
-class PooledRequest implements RequestController {
+/**
+ * The controller a caller holds while its request waits in the queue, then while it runs; and the
+ * handler its connection calls, which watches for a stale kept-alive connection (see #run). One
+ * object per request, with no closures (issue 8).
+ */
+class PooledRequest implements RequestController, ResponseHandler {
   readonly options: RequestOptions;
   readonly handler: ResponseHandler;
   inner: RequestController | null = null;
   done = false;
   /** Already sent again once after a stale connection. */
   retried = false;
+  /** The running attempt is on a connection that carried requests before. */
+  reused = false;
+  /** The peer sent something for the running attempt. */
+  answered = false;
   timer: NodeJS.Timeout | null = null;
   /** Stops listening to the caller's AbortSignal while queued (the connection listens once it runs). */
   detachSignal: (() => void) | null = null;
@@ -111,6 +120,24 @@ class PooledRequest implements RequestController {
 
   resume(): void {
     this.inner?.resume();
+  }
+
+  onStdout(chunk: Buffer): boolean {
+    this.answered = true;
+    return this.handler.onStdout(chunk);
+  }
+
+  onStderr(chunk: Buffer): void {
+    this.answered = true;
+    this.handler.onStderr(chunk);
+  }
+
+  onEnd(result: EndResult): void {
+    this.handler.onEnd(result);
+  }
+
+  onError(error: Error): void {
+    if (!this.#client.retryStale(this, error)) this.handler.onError(error);
   }
 }
 
@@ -162,6 +189,16 @@ export class FastCGIClient extends EventEmitter {
       requests: this.#requests,
       retries: this.#retries,
     };
+  }
+
+  /** Requests running, being connected for, or waiting: what the client is busy with. */
+  get inFlight(): number {
+    return this.#all.size - this.#idle.length + this.#connecting + this.#queue.length;
+  }
+
+  /** Requests waiting for a connection. */
+  get queued(): number {
+    return this.#queue.length;
   }
 
   /**
@@ -317,9 +354,12 @@ export class FastCGIClient extends EventEmitter {
 
   #adopt(connection: FastCGIConnection): void {
     this.#all.add(connection);
-    // The next request goes out a turn later: a peer that closes after its last request (php-fpm
-    // at pm.max_requests) sends its FIN right behind END_REQUEST, and this lets it be seen first.
-    connection.on('free', () => setImmediate(() => this.#release(connection)));
+    // The next request goes out at once. Deferring it a turn (setImmediate) to see the FIN of a
+    // peer that closes after its last request (php-fpm at pm.max_requests) does not help: libuv
+    // reads that FIN only in the next poll, after the deferred send. Measured (issue 8): the same
+    // share of POSTs lost either way against php-fpm recycling unannounced (maxRequestsPerConnection
+    // is what prevents that; GETs are replayed), and the deferral cost ~15 µs of CPU per request.
+    connection.on('free', () => this.#release(connection));
     connection.on('close', () => {
       this.#all.delete(connection);
       this.#idleSince.delete(connection);
@@ -337,39 +377,11 @@ export class FastCGIClient extends EventEmitter {
     pooled.detachSignal = null;
     this.#requests += 1;
     if (!pooled.retried) pooled.handler.onDispatch?.({ pid: null });
-    const reused = connection.requestsServed > 0;
-    let answered = false;
-    const handler = pooled.handler;
-    // A kept-alive connection the peer closed before reading our request: if nothing came back and
-    // the request has no body (nothing of it can have been consumed) and an idempotent method (the
-    // peer may have run it before dying), send it once more on a fresh connection. A request with a
-    // body, or a POST without one, is never replayed.
-    const watched: ResponseHandler = {
-      onStdout: (chunk) => {
-        answered = true;
-        return handler.onStdout(chunk);
-      },
-      onStderr: (chunk) => {
-        answered = true;
-        handler.onStderr(chunk);
-      },
-      onEnd: (result) => handler.onEnd(result),
-      onError: (error) => {
-        const code = (error as { code?: string }).code ?? '';
-        if (reused && !answered && !pooled.retried && !pooled.done && !this.#destroyed && STALE_CONNECTION_ERRORS.has(code) && replayable(pooled.options)) {
-          pooled.retried = true;
-          pooled.inner = null;
-          this.#retries += 1;
-          this.#heldForRetry += 1;
-          // After the dead connection's close event has freed its slot.
-          queueMicrotask(() => this.#retry(pooled));
-          return;
-        }
-        handler.onError(error);
-      },
-    };
+    pooled.reused = connection.requestsServed > 0;
+    pooled.answered = false;
     try {
-      pooled.inner = connection.dispatch(pooled.options, watched);
+      // The connection calls pooled, which passes everything on and watches for a stale connection (retryStale).
+      pooled.inner = connection.dispatch(pooled.options, pooled);
     } catch (error) {
       // Nothing was sent (busy, closed, or params over the limit).
       this.#fail(pooled, error as Error);
@@ -379,6 +391,27 @@ export class FastCGIClient extends EventEmitter {
       pooled.done = true;
       this.#release(connection);
     }
+  }
+
+  /**
+   * @internal A request failed on its connection. A kept-alive connection the peer closed before
+   * reading our request: if nothing came back and the request has no body (nothing of it can have
+   * been consumed) and an idempotent method (the peer may have run it before dying), it is sent once
+   * more on a fresh connection, and true is returned. A request with a body, or a POST without one,
+   * is never replayed.
+   */
+  retryStale(pooled: PooledRequest, error: Error): boolean {
+    const code = (error as { code?: string }).code ?? '';
+    if (!pooled.reused || pooled.answered || pooled.retried || pooled.done || this.#destroyed || !STALE_CONNECTION_ERRORS.has(code) || !replayable(pooled.options)) {
+      return false;
+    }
+    pooled.retried = true;
+    pooled.inner = null;
+    this.#retries += 1;
+    this.#heldForRetry += 1;
+    // After the dead connection's close event has freed its slot.
+    queueMicrotask(() => this.#retry(pooled));
+    return true;
   }
 
   /** Sends a request again, on a newly opened connection if the limit allows, else first in line. */

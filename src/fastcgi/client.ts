@@ -156,6 +156,12 @@ export class FastCGIConnection extends EventEmitter {
   #requestsServed = 0;
   #pendingValues: PendingValues | null = null;
   #closeError: Error | null = null;
+  /** The socket's inactivity timeout as last set (see #setTimeout). */
+  #timeoutMs = 0;
+  /** In #onData: the decoder is handling a socket read. */
+  #reading = false;
+  /** A request ended in the read being handled: 'free' is emitted after it. */
+  #freeAfterRead = false;
 
   /** Opens a connection; rejects with FCGI_CONNECT_REFUSED, FCGI_CONNECT_TIMEOUT or FCGI_CONNECTION_ERROR. */
   static connect(address: Address | string, options: ConnectionOptions = {}): Promise<FastCGIConnection> {
@@ -283,7 +289,7 @@ export class FastCGIConnection extends EventEmitter {
     return new Promise((resolve, reject) => {
       this.#pendingValues = { resolve, reject };
       const query = encodeParams(names.map((name) => [name, ''] as const));
-      this.#socket.setTimeout(this.#options.readTimeoutMs);
+      this.#setTimeout(this.#options.readTimeoutMs);
       this.#socket.write(encodeRecord(RecordType.GetValues, NULL_REQUEST_ID, query));
     });
   }
@@ -329,7 +335,7 @@ export class FastCGIConnection extends EventEmitter {
     this.#state = 'draining';
     this.#socket.write(encodeAbortRequest(REQUEST_ID));
     this.#socket.resume();
-    this.#socket.setTimeout(0);
+    this.#setTimeout(0);
     this.#drainTimer = setTimeout(() => this.destroy(error), this.#options.abortGraceMs);
   }
 
@@ -484,7 +490,7 @@ export class FastCGIConnection extends EventEmitter {
             request.paused = true;
             this.#socket.pause();
             // Our consumer is slow, not the peer: the read timeout waits until it reads again.
-            this.#socket.setTimeout(0);
+            this.#setTimeout(0);
           }
         } else {
           request.stderrBytes += data.length;
@@ -537,7 +543,7 @@ export class FastCGIConnection extends EventEmitter {
     const pending = this.#pendingValues;
     if (!pending) throw new FastCGIProtocolError('FCGI_UNEXPECTED_RECORD', `${recordTypeName(type)} record without a GET_VALUES query`);
     this.#pendingValues = null;
-    this.#socket.setTimeout(0);
+    this.#setTimeout(0);
     if (this.#closeWhenIdle) this.close();
     return pending;
   }
@@ -582,9 +588,13 @@ export class FastCGIConnection extends EventEmitter {
       return;
     }
     this.#state = 'idle';
-    this.#socket.setTimeout(0);
+    // The read timeout stays armed while idle (#onTimeout ignores it then; the next request's write
+    // restarts it): disarming and arming it again would cost two new timers per request.
     if (request.paused) this.#socket.resume();
-    this.emit('free', this);
+    // Inside a read, 'free' waits for the rest of it: a record after END_REQUEST in the same read is
+    // then a protocol error (no request in progress), never the start of the next request's answer.
+    if (this.#reading) this.#freeAfterRead = true;
+    else this.emit('free', this);
   }
 
   #completeRequest(request: ActiveRequest): void {
@@ -595,11 +605,19 @@ export class FastCGIConnection extends EventEmitter {
   }
 
   #onData(chunk: Buffer): void {
+    this.#reading = true;
     try {
       this.#decoder.push(chunk);
     } catch (error) {
       // A protocol violation (or a throwing handler) costs this connection, never the process.
+      this.#freeAfterRead = false;
       this.destroy(error instanceof Error ? error : new Error(String(error)));
+    } finally {
+      this.#reading = false;
+    }
+    if (this.#freeAfterRead) {
+      this.#freeAfterRead = false;
+      if (this.#state === 'idle') this.emit('free', this);
     }
   }
 
@@ -609,6 +627,7 @@ export class FastCGIConnection extends EventEmitter {
       this.destroy(new FastCGITimeoutError('FCGI_READ_TIMEOUT', `${formatAddress(this.address)} did not answer GET_VALUES within ${this.#options.readTimeoutMs} ms`));
       return;
     }
+    // Idle: the read timeout stays armed between requests (see #settleAfterRequest); nothing to fail.
     if (!request) return;
     const error = request.awaitingDrain
       ? new FastCGITimeoutError('FCGI_WRITE_TIMEOUT', `${formatAddress(this.address)} accepted no data for ${request.writeTimeoutMs} ms`)
@@ -617,7 +636,17 @@ export class FastCGIConnection extends EventEmitter {
   }
 
   #armTimer(request: ActiveRequest): void {
-    const ms = request.awaitingDrain ? request.writeTimeoutMs : request.paused ? 0 : request.readTimeoutMs;
+    this.#setTimeout(request.awaitingDrain ? request.writeTimeoutMs : request.paused ? 0 : request.readTimeoutMs);
+  }
+
+  /**
+   * Sets the socket's inactivity timeout only when it changes: Node makes a new timer for every
+   * setTimeout call, and most requests want the one the previous request had. Reads and writes
+   * restart it, as FCGI_READ_TIMEOUT and FCGI_WRITE_TIMEOUT mean.
+   */
+  #setTimeout(ms: number): void {
+    if (ms === this.#timeoutMs) return;
+    this.#timeoutMs = ms;
     this.#socket.setTimeout(ms);
   }
 

@@ -173,7 +173,9 @@ export function encodeRequestHead(
 ): Buffer {
   const paramsBytes = params.totalBytes;
   const stdinFramed = stdin === undefined ? 0 : framedLength(stdin.length) + HEADER_BYTES;
-  const target = Buffer.alloc(16 + framedLength(paramsBytes) + HEADER_BYTES + stdinFramed);
+  // Zero-filled, as the reserved bytes and the padding must be; allocUnsafe takes a typical head
+  // (under 4 KiB) from Node's shared pool instead of a new ArrayBuffer per request (issue 8).
+  const target = Buffer.allocUnsafe(16 + framedLength(paramsBytes) + HEADER_BYTES + stdinFramed).fill(0);
   let at = writeBeginRequest(target, 0, requestId, role, keepConn);
   if (paramsBytes > 0 && paramsBytes <= MAX_CONTENT_BYTES) {
     // The usual case: every pair fits one record, written in place with no intermediate buffer.

@@ -10,7 +10,7 @@ import type { AppConfig, Mode } from '../config/load.js';
 import { ConfigValueError, FastCGITimeoutError, PhpTimeoutError, PoolUnavailableError, TQServerError } from '../errors.js';
 import { formatAddress, type Address } from '../fastcgi/address.js';
 import { FastCGIClient } from '../fastcgi/client-pool.js';
-import { FastCGIResponse, toAbortError, type RequestController, type RequestOptions, type ResponseHandler } from '../fastcgi/client.js';
+import { FastCGIResponse, toAbortError, type EndResult, type RequestController, type RequestOptions, type ResponseHandler } from '../fastcgi/client.js';
 import type { Logger } from '../log.js';
 import { detectPhp, type PhpBinary } from '../php/binary.js';
 import type { RequestInfo } from '../supervisor/worker.js';
@@ -150,6 +150,52 @@ class FpmRequest implements RequestController {
   }
 }
 
+/** What an Attempt reports to its backend. */
+interface AttemptEvents {
+  bound(attempt: Attempt, process: { pid: number | null }): void;
+  ended(attempt: Attempt, result: EndResult): void;
+  failed(attempt: Attempt, error: Error): void;
+}
+
+/**
+ * One attempt of a request on one upstream: the handler that upstream's client calls. A class
+ * rather than an object of closures, as one is made for every request (issue 8).
+ */
+class Attempt implements ResponseHandler {
+  readonly request: FpmRequest;
+  readonly upstream: Upstream;
+  /** A connection took this attempt (nothing is sent before). */
+  bound = false;
+  readonly #events: AttemptEvents;
+
+  constructor(request: FpmRequest, upstream: Upstream, events: AttemptEvents) {
+    this.request = request;
+    this.upstream = upstream;
+    this.#events = events;
+  }
+
+  onDispatch(process: { pid: number | null }): void {
+    this.bound = true;
+    this.#events.bound(this, process);
+  }
+
+  onStdout(chunk: Buffer): boolean {
+    return this.request.finished ? true : this.request.handler.onStdout(chunk);
+  }
+
+  onStderr(chunk: Buffer): void {
+    if (!this.request.finished) this.request.handler.onStderr(chunk);
+  }
+
+  onEnd(result: EndResult): void {
+    if (!this.request.finished) this.#events.ended(this, result);
+  }
+
+  onError(error: Error): void {
+    this.#events.failed(this, error);
+  }
+}
+
 export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backend {
   readonly kind = 'php-fpm' as const;
   readonly #options: FpmBackendOptions;
@@ -167,6 +213,25 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
   readonly #held: FpmRequest[] = [];
   #reloading: Promise<void> = Promise.resolve();
   readonly #queueWait = new QueueWait();
+  /** Made once, not per request. */
+  readonly #onAbortHeld = (request: FpmRequest, reason: unknown): void => this.#abortHeld(request, reason);
+  readonly #attemptEvents: AttemptEvents = {
+    bound: (attempt, process) => {
+      const request = attempt.request;
+      if (request.boundAt) return; // the client sent it again after a stale kept-alive connection
+      request.boundAt = this.#clock();
+      const waitMs = request.boundAt - request.acceptedAt;
+      attempt.upstream.queueWait.record(waitMs);
+      this.#queueWait.record(waitMs);
+      request.handler.onDispatch?.(process);
+    },
+    ended: (attempt, result) => {
+      this.#succeeded(attempt.upstream);
+      this.#finish(attempt.request, null);
+      attempt.request.handler.onEnd(result);
+    },
+    failed: (attempt, error) => this.#attemptFailed(attempt.request, attempt.upstream, attempt.bound, error),
+  };
   #accepted = 0;
   #maxQueue = 0;
   #queueTimeouts = 0;
@@ -233,7 +298,7 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
   }
 
   dispatch(options: RequestOptions, handler: ResponseHandler, info: RequestInfo): RequestController {
-    const request = new FpmRequest(options, handler, info, this.#clock(), (r, reason) => this.#abortHeld(r, reason));
+    const request = new FpmRequest(options, handler, info, this.#clock(), this.#onAbortHeld);
     if (this.#stopped || options.signal?.aborted) {
       request.finished = true;
       const error = this.#stopped ? new PoolUnavailableError('POOL_STOPPED', `app ${this.#app.name}: stopping`) : toAbortError(options.signal!.reason);
@@ -424,30 +489,7 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
     }
     request.tried.add(target);
     const attempt = ++request.attempt;
-    /** A connection took this attempt (nothing is sent before). */
-    let bound = false;
-    const controller = target.client.dispatch(request.options, {
-      onDispatch: (process) => {
-        bound = true;
-        if (request.boundAt) return; // the client sent it again after a stale kept-alive connection
-        request.boundAt = this.#clock();
-        const waitMs = request.boundAt - request.acceptedAt;
-        target.queueWait.record(waitMs);
-        this.#queueWait.record(waitMs);
-        request.handler.onDispatch?.(process);
-      },
-      onStdout: (chunk) => (request.finished ? true : request.handler.onStdout(chunk)),
-      onStderr: (chunk) => {
-        if (!request.finished) request.handler.onStderr(chunk);
-      },
-      onEnd: (result) => {
-        if (request.finished) return;
-        this.#succeeded(target);
-        this.#finish(request, null);
-        request.handler.onEnd(result);
-      },
-      onError: (error) => this.#attemptFailed(request, target, bound, error),
-    });
+    const controller = target.client.dispatch(request.options, new Attempt(request, target, this.#attemptEvents));
     if (request.attempt === attempt && !request.finished) request.inner = controller;
     this.#noteQueue();
   }
@@ -527,7 +569,8 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
   }
 
   #noteQueue(): void {
-    const queued = this.#held.length + this.#upstreams.reduce((n, u) => n + u.client.stats.queued, 0);
+    let queued = this.#held.length;
+    for (const upstream of this.#upstreams) queued += upstream.client.queued;
     if (queued > this.#maxQueue) this.#maxQueue = queued;
   }
 

@@ -91,11 +91,9 @@ export class Upstream {
 
   /** In flight plus waiting, relative to what it can take: the least busy upstream gets the next request. */
   load(): number {
-    let n = 0;
-    for (const client of this.clients()) {
-      const s = client.stats;
-      n += s.busy + s.connecting + s.queued;
-    }
+    // Asked per request: counted without building the clients' stats objects.
+    let n = this.#client.inFlight;
+    for (const client of this.#retiring) n += client.inFlight;
     return n / this.capacity;
   }
 
@@ -139,7 +137,8 @@ export function chooseUpstream(upstreams: readonly Upstream[], tried: ReadonlySe
   for (let i = 0; i < upstreams.length; i++) {
     const upstream = upstreams[(turn + i) % upstreams.length]!;
     if (tried.has(upstream) || upstream.breaker.state !== 'closed') continue;
-    const load = upstream.load();
+    // A single upstream has nothing to be compared with: the common case skips counting.
+    const load = upstreams.length === 1 ? 0 : upstream.load();
     if (load < chosenLoad) {
       chosen = upstream;
       chosenLoad = load;

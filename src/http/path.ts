@@ -72,6 +72,9 @@ export function percentDecode(text: string): string | null {
  * directory ("/a/", "/a/.", "/a/b/..").
  */
 export function removeDotSegments(path: string): string | null {
+  // Most paths have nothing to remove: no empty segment ("//") and no segment starting with "."
+  // (so no "." or ".."). They are returned as they are, without splitting and joining them.
+  if (path.charCodeAt(0) === 0x2f && !path.includes('//') && !path.includes('/.')) return path;
   const out: string[] = [];
   let directory = false;
   for (const segment of path.split('/')) {

@@ -8,7 +8,7 @@ import type { TLSSocket } from 'node:tls';
 import { buildCgiEnv, type CgiRoute } from '../cgi/env.js';
 import { CgiHeadError, CgiResponseParser, type CgiHead } from '../cgi/response.js';
 import { FastCGIAbortError } from '../errors.js';
-import type { RequestBody, RequestController } from '../fastcgi/client.js';
+import type { RequestBody, RequestController, ResponseHandler } from '../fastcgi/client.js';
 import type { Logger } from '../log.js';
 import type { Backend } from '../backend.js';
 import type { PhpTiming } from '../observe/request-record.js';
@@ -33,225 +33,299 @@ export interface ProxyTarget {
 /** Hop-by-hop and framing headers are ours to set, not PHP's (RFC 9110 7.6.1). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-connection']);
 
-/** Runs a PHP request and answers it. Resolves when the response is finished or abandoned. */
-export async function proxyToPhp(request: IncomingMessage, response: ServerResponse, target: ProxyTarget): Promise<void> {
+/**
+ * Runs a PHP request and answers it. The answer is settled through the response's own events; the
+ * returned promise (only while a chunked body is spooled first) settles when PHP has the request.
+ * Written without a promise or closures per request on purpose (issue 8): one PhpExchange object is
+ * the handler the backend calls.
+ */
+export function proxyToPhp(request: IncomingMessage, response: ServerResponse, target: ProxyTarget): Promise<void> | undefined {
   const { log, timing } = target;
-  const req = target.requestId;
   timing.backend = target.backend.kind;
   timing.script = target.route.script;
   const lengthHeader = request.headers['content-length'];
   const chunked = request.headers['transfer-encoding'] !== undefined;
+  if (chunked) return spoolThenProxy(request, response, target);
   let contentLength: number | null = null;
   let body: RequestBody = null;
-  let spooled: SpooledBody | null = null;
-  if (lengthHeader !== undefined && !chunked) {
+  if (lengthHeader !== undefined) {
     contentLength = Number(lengthHeader);
     if (contentLength > target.maxBodyBytes) {
-      log.info({ app: target.app, req, bytes: contentLength }, `413 ${request.method} ${request.url}: body of ${contentLength} bytes is over max_body_size (${target.maxBodyBytes})`);
+      log.info(
+        { app: target.app, req: target.requestId, bytes: contentLength },
+        `413 ${request.method} ${request.url}: body of ${contentLength} bytes is over max_body_size (${target.maxBodyBytes})`,
+      );
       response.setHeader('Connection', 'close');
-      sendError(request, response, 413, `The request body is larger than ${target.maxBodyBytes} bytes.`);
-      return;
+      sendErrorWithId(request, response, target.requestId, 413, `The request body is larger than ${target.maxBodyBytes} bytes.`);
+      return undefined;
     }
     body = contentLength > 0 ? request : null;
-  } else if (chunked) {
-    try {
-      spooled = await spoolBody(request, target.maxBodyBytes);
-    } catch (error) {
-      if (error instanceof BodyTooLargeError) {
-        log.info({ app: target.app, req }, `413 ${request.method} ${request.url}: chunked body over max_body_size (${target.maxBodyBytes})`);
-        response.setHeader('Connection', 'close');
-        sendError(request, response, 413, `The request body is larger than ${target.maxBodyBytes} bytes.`);
-      } else {
-        // The client went away mid-upload: nobody is left to answer.
-        response.destroy();
+  }
+  new PhpExchange(request, response, target, null).start(contentLength, body);
+  return undefined;
+}
+
+/** A chunked body is read completely first: PHP needs its CONTENT_LENGTH. */
+async function spoolThenProxy(request: IncomingMessage, response: ServerResponse, target: ProxyTarget): Promise<void> {
+  let spooled: SpooledBody;
+  try {
+    spooled = await spoolBody(request, target.maxBodyBytes);
+  } catch (error) {
+    if (error instanceof BodyTooLargeError) {
+      target.log.info({ app: target.app, req: target.requestId }, `413 ${request.method} ${request.url}: chunked body over max_body_size (${target.maxBodyBytes})`);
+      response.setHeader('Connection', 'close');
+      sendErrorWithId(request, response, target.requestId, 413, `The request body is larger than ${target.maxBodyBytes} bytes.`);
+    } else {
+      // The client went away mid-upload: nobody is left to answer.
+      response.destroy();
+    }
+    return;
+  }
+  new PhpExchange(request, response, target, spooled).start(spooled.length, spooled.body);
+}
+
+/** An error page that carries the request id, as every other answer does. */
+function sendErrorWithId(request: IncomingMessage, response: ServerResponse, requestId: string, status: number, detail: string, code?: string): void {
+  if (!response.headersSent) response.setHeader('X-Request-Id', requestId);
+  sendError(request, response, status, detail, code);
+}
+
+/**
+ * One request to PHP and its answer: the backend's ResponseHandler. The CGI head is parsed from the
+ * first stdout bytes; the body then streams to the client with backpressure. A small response that
+ * ends in the same socket read as its head goes out with a Content-Length, in one write.
+ */
+class PhpExchange implements ResponseHandler {
+  readonly #request: IncomingMessage;
+  readonly #response: ServerResponse;
+  readonly #target: ProxyTarget;
+  readonly #spooled: SpooledBody | null;
+  readonly #parser = new CgiResponseParser();
+  #head: CgiHead | null = null;
+  /** Body bytes that arrived with the head, held until the end of the socket read (see #flushHeld). */
+  #held: Buffer[] | null = null;
+  #heldBytes = 0;
+  #ended = false;
+  #settled = false;
+  #drainTimer: NodeJS.Timeout | null = null;
+  /** Set once dispatch returns; a backend may call the handler before that (a full queue). */
+  #controller: RequestController | null = null;
+  readonly #onClose = (): void => this.#clientClosed();
+  #onDrain: (() => void) | null = null;
+
+  constructor(request: IncomingMessage, response: ServerResponse, target: ProxyTarget, spooled: SpooledBody | null) {
+    this.#request = request;
+    this.#response = response;
+    this.#target = target;
+    this.#spooled = spooled;
+  }
+
+  start(contentLength: number | null, body: RequestBody): void {
+    const request = this.#request;
+    const target = this.#target;
+    const socket = request.socket as Socket & Partial<TLSSocket>;
+    const params = buildCgiEnv(
+      {
+        method: request.method ?? 'GET',
+        target: request.url ?? '/',
+        query: target.query,
+        httpVersion: request.httpVersion,
+        rawHeaders: request.rawHeaders,
+        remoteAddress: socket.remoteAddress ?? '',
+        remotePort: socket.remotePort ?? 0,
+        localAddress: socket.localAddress ?? '',
+        localPort: socket.localPort ?? 0,
+        tls: socket.encrypted === true,
+        contentLength,
+      },
+      target.route,
+    );
+    this.#response.on('close', this.#onClose);
+    const controller = target.backend.dispatch({ params, body }, this, {
+      method: request.method,
+      uri: request.url,
+      script: target.route.script,
+      contentLength: contentLength ?? 0,
+      requestId: target.requestId,
+    });
+    if (!this.#settled) this.#controller = controller;
+  }
+
+  // ---- the backend's ResponseHandler ----
+
+  onDispatch(process: { pid: number | null }): void {
+    this.#target.timing.dispatchedAt = performance.now();
+    this.#target.timing.workerPid = process.pid;
+  }
+
+  onStdout(chunk: Buffer): boolean {
+    if (this.#settled) return true;
+    let data = chunk;
+    if (!this.#head) {
+      let parsed: ReturnType<CgiResponseParser['push']>;
+      try {
+        parsed = this.#parser.push(chunk);
+      } catch (error) {
+        this.#fail(error);
+        return true;
+      }
+      if (!parsed) return true;
+      this.#head = parsed.head;
+      data = parsed.body;
+      this.#held = [];
+      // The rest of this socket read (more body, END_REQUEST) is handled before the microtask runs.
+      queueMicrotask(() => this.#flushHeld());
+    }
+    if (this.#held) {
+      if (data.length > 0) {
+        this.#held.push(data);
+        this.#heldBytes += data.length;
+      }
+      return true;
+    }
+    if (data.length === 0) return true;
+    const ok = this.#response.write(data);
+    if (!ok) this.#waitForDrain();
+    return ok;
+  }
+
+  onStderr(chunk: Buffer): void {
+    const text = chunk.toString('utf8').trimEnd();
+    if (!text) return;
+    const target = this.#target;
+    const request = this.#request;
+    target.log.warn(
+      { app: target.app, req: target.requestId, script: target.route.script, stream: 'stderr' },
+      `PHP stderr (${request.method} ${request.url}): ${text.slice(0, 4096)}`,
+    );
+  }
+
+  onEnd(): void {
+    if (this.#settled) return;
+    this.#ended = true;
+    this.#target.timing.endedAt = performance.now();
+    if (!this.#head) {
+      try {
+        this.#parser.finish();
+      } catch (error) {
+        this.#fail(error);
       }
       return;
     }
-    contentLength = spooled.length;
-    body = spooled.body;
+    if (this.#held) return; // #flushHeld (queued) sends everything with a Content-Length
+    this.#response.end();
+    this.#settle();
   }
 
-  const socket = request.socket as Socket & Partial<TLSSocket>;
-  const params = buildCgiEnv(
-    {
-      method: request.method ?? 'GET',
-      target: request.url ?? '/',
-      query: target.query,
-      httpVersion: request.httpVersion,
-      rawHeaders: request.rawHeaders,
-      remoteAddress: socket.remoteAddress ?? '',
-      remotePort: socket.remotePort ?? 0,
-      localAddress: socket.localAddress ?? '',
-      localPort: socket.localPort ?? 0,
-      tls: socket.encrypted === true,
-      contentLength,
-    },
-    target.route,
-  );
+  onError(error: Error): void {
+    this.#fail(error);
+  }
 
-  await new Promise<void>((resolve) => {
-    const parser = new CgiResponseParser();
-    let head: CgiHead | null = null;
-    let held: Buffer[] | null = null;
-    let heldBytes = 0;
-    let ended = false;
-    let settled = false;
-    let drainTimer: NodeJS.Timeout | null = null;
-    const settle = () => {
-      if (settled) return;
-      settled = true;
-      if (drainTimer) clearTimeout(drainTimer);
-      response.off('close', onClose);
-      response.off('drain', onDrain);
-      void spooled?.cleanup();
-      resolve();
-    };
+  // ---- the response ----
 
-    const writeHead = (length: number | null) => {
-      const h = head!;
-      // appendHeader keeps repeated headers (Set-Cookie) apart and adds to what the front set
-      // (X-Request-Id); writeHead's array form would collapse them once any header is set.
-      for (const [name, value] of h.headers) {
-        const lower = name.toLowerCase();
-        if (HOP_BY_HOP.has(lower)) continue;
-        if (lower === 'content-length' && length !== null) continue;
-        response.appendHeader(name, value);
-      }
-      if (length !== null && !bodyless(h.status)) response.setHeader('Content-Length', String(length));
-      if (h.reason) response.writeHead(h.status, h.reason);
-      else response.writeHead(h.status);
-    };
+  /**
+   * The head and what arrived with it: a response that ended in the same read goes out whole with
+   * a Content-Length; otherwise the head and the held bytes go out and the rest streams.
+   */
+  #flushHeld(): void {
+    const chunks = this.#held;
+    if (!chunks || this.#settled) return;
+    this.#held = null;
+    const request = this.#request;
+    const response = this.#response;
+    try {
+      // php-cgi sends no body for HEAD, so the bytes held say nothing about GET's length: only a
+      // Content-Length PHP set itself goes out (RFC 9110 9.3.2 allows none).
+      this.#writeHead(this.#ended && request.method !== 'HEAD' ? this.#heldBytes : null);
+    } catch (error) {
+      this.#fail(new CgiHeadError(`PHP sent a header Node cannot send: ${(error as Error).message}`));
+      return;
+    }
+    if (this.#ended) {
+      response.end(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, this.#heldBytes));
+      this.#settle();
+      return;
+    }
+    let ok = true;
+    for (const chunk of chunks) ok = response.write(chunk);
+    if (!ok) this.#waitForDrain();
+  }
 
-    /** Small responses that end in the same read go out with a Content-Length; others stream. */
-    const flushHeld = () => {
-      if (!held || settled) return;
-      const chunks = held;
-      held = null;
-      try {
-        // php-cgi sends no body for HEAD, so the bytes held say nothing about GET's length: only a
-        // Content-Length PHP set itself goes out (RFC 9110 9.3.2 allows none).
-        writeHead(ended && request.method !== 'HEAD' ? heldBytes : null);
-      } catch (error) {
-        fail(new CgiHeadError(`PHP sent a header Node cannot send: ${(error as Error).message}`));
-        return;
-      }
-      if (ended) {
-        response.end(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, heldBytes));
-        settle();
-        return;
-      }
-      let ok = true;
-      for (const chunk of chunks) ok = response.write(chunk);
-      if (!ok) waitForDrain();
-    };
+  /**
+   * PHP's headers in one flat [name, value, ...] array for writeHead, with the request id first:
+   * Node takes that array as it is (repeated headers such as Set-Cookie stay apart) instead of
+   * storing each header with setHeader first, which costs more per response.
+   */
+  #writeHead(length: number | null): void {
+    const head = this.#head!;
+    const flat: string[] = ['X-Request-Id', this.#target.requestId];
+    for (const [name, value] of head.headers) {
+      const lower = name.toLowerCase();
+      if (HOP_BY_HOP.has(lower)) continue;
+      if (lower === 'content-length' && length !== null) continue;
+      flat.push(name, value);
+    }
+    if (length !== null && !bodyless(head.status)) flat.push('Content-Length', String(length));
+    if (head.reason) this.#response.writeHead(head.status, head.reason, flat);
+    else this.#response.writeHead(head.status, flat);
+  }
 
-    const waitForDrain = () => {
-      if (drainTimer) return;
-      drainTimer = setTimeout(() => {
-        log.info({ app: target.app, req }, `${request.method} ${request.url}: the client accepted no data for ${target.writeTimeoutMs} ms; closing`);
-        controller?.abort(new FastCGIAbortError('client write timeout'));
-        response.destroy();
-        settle();
-      }, target.writeTimeoutMs);
-    };
-    const onDrain = () => {
-      if (drainTimer) clearTimeout(drainTimer);
-      drainTimer = null;
-      controller?.resume();
-    };
+  #waitForDrain(): void {
+    if (this.#drainTimer) return;
+    if (!this.#onDrain) {
+      this.#onDrain = () => {
+        if (this.#drainTimer) clearTimeout(this.#drainTimer);
+        this.#drainTimer = null;
+        this.#controller?.resume();
+      };
+      this.#response.on('drain', this.#onDrain);
+    }
+    const target = this.#target;
+    this.#drainTimer = setTimeout(() => {
+      target.log.info({ app: target.app, req: target.requestId }, `${this.#request.method} ${this.#request.url}: the client accepted no data for ${target.writeTimeoutMs} ms; closing`);
+      this.#controller?.abort(new FastCGIAbortError('client write timeout'));
+      this.#response.destroy();
+      this.#settle();
+    }, target.writeTimeoutMs);
+  }
 
-    const fail = (error: unknown) => {
-      if (settled) return;
-      const failure = describeFailure(error);
-      const text = error instanceof Error ? error.message : String(error);
-      const code = failure.code ?? (error instanceof CgiHeadError ? 'CGI_BAD_HEAD' : undefined);
-      timing.endedAt ??= performance.now();
-      timing.error = code ?? 'ERROR';
-      log.warn(
-        { app: target.app, req, status: failure.status, code, script: target.route.script },
-        `${failure.status} ${request.method} ${request.url}: ${text}${code ? ` (${code})` : ''}`,
-      );
-      controller?.abort(error);
-      sendError(request, response, failure.status, failure.message, code);
-      settle();
-    };
-
-    const onClose = () => {
-      if (settled || response.writableFinished) return;
-      // The client went away: stop PHP's request so the worker is freed.
-      timing.error ??= 'FCGI_REQUEST_ABORTED';
-      timing.endedAt ??= performance.now();
-      controller?.abort(new FastCGIAbortError('the HTTP client closed the connection'));
-      settle();
-    };
-    response.on('close', onClose);
-    response.on('drain', onDrain);
-
-    // Assigned after dispatch returns; a backend may call the handler before that (a full queue).
-    let controller: RequestController | null = null;
-    controller = target.backend.dispatch(
-      { params, body },
-      {
-        onDispatch(process) {
-          timing.dispatchedAt = performance.now();
-          timing.workerPid = process.pid;
-        },
-        onStdout(chunk) {
-          if (settled) return true;
-          let data = chunk;
-          if (!head) {
-            let parsed: ReturnType<CgiResponseParser['push']>;
-            try {
-              parsed = parser.push(chunk);
-            } catch (error) {
-              fail(error);
-              return true;
-            }
-            if (!parsed) return true;
-            head = parsed.head;
-            data = parsed.body;
-            held = [];
-            queueMicrotask(flushHeld);
-          }
-          if (held) {
-            if (data.length > 0) {
-              held.push(data);
-              heldBytes += data.length;
-            }
-            return true;
-          }
-          if (data.length === 0) return true;
-          const ok = response.write(data);
-          if (!ok) waitForDrain();
-          return ok;
-        },
-        onStderr(chunk) {
-          const text = chunk.toString('utf8').trimEnd();
-          if (text) log.warn({ app: target.app, req, script: target.route.script, stream: 'stderr' }, `PHP stderr (${request.method} ${request.url}): ${text.slice(0, 4096)}`);
-        },
-        onEnd() {
-          if (settled) return;
-          ended = true;
-          timing.endedAt = performance.now();
-          if (!head) {
-            try {
-              parser.finish();
-            } catch (error) {
-              fail(error);
-            }
-            return;
-          }
-          if (held) return; // flushHeld (queued) sends everything with a Content-Length
-          response.end();
-          settle();
-        },
-        onError(error) {
-          fail(error);
-        },
-      },
-      { method: request.method, uri: request.url, script: target.route.script, contentLength: contentLength ?? 0, requestId: req },
+  #fail(error: unknown): void {
+    if (this.#settled) return;
+    const target = this.#target;
+    const request = this.#request;
+    const failure = describeFailure(error);
+    const text = error instanceof Error ? error.message : String(error);
+    const code = failure.code ?? (error instanceof CgiHeadError ? 'CGI_BAD_HEAD' : undefined);
+    target.timing.endedAt ??= performance.now();
+    target.timing.error = code ?? 'ERROR';
+    target.log.warn(
+      { app: target.app, req: target.requestId, status: failure.status, code, script: target.route.script },
+      `${failure.status} ${request.method} ${request.url}: ${text}${code ? ` (${code})` : ''}`,
     );
-  });
+    this.#controller?.abort(error);
+    sendErrorWithId(request, this.#response, target.requestId, failure.status, failure.message, code);
+    this.#settle();
+  }
+
+  #clientClosed(): void {
+    if (this.#settled || this.#response.writableFinished) return;
+    // The client went away: stop PHP's request so the worker is freed.
+    const timing = this.#target.timing;
+    timing.error ??= 'FCGI_REQUEST_ABORTED';
+    timing.endedAt ??= performance.now();
+    this.#controller?.abort(new FastCGIAbortError('the HTTP client closed the connection'));
+    this.#settle();
+  }
+
+  #settle(): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    if (this.#drainTimer) clearTimeout(this.#drainTimer);
+    this.#drainTimer = null;
+    this.#response.off('close', this.#onClose);
+    if (this.#onDrain) this.#response.off('drain', this.#onDrain);
+    if (this.#spooled) void this.#spooled.cleanup();
+  }
 }
 
 /** Statuses that carry no body and no Content-Length (RFC 9110 8.6). HEAD keeps GET's length. */

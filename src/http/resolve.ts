@@ -67,8 +67,11 @@ const SOURCE_COPIES = /\.(php\d?|phtml|phar|inc)([_~-]|\.\d+$)/i;
  * .user.ini) except /.well-known (RFC 8615).
  */
 export function isHiddenPath(path: string): boolean {
-  for (const segment of path.split('/')) {
-    if (segment.startsWith('.') && segment !== '.well-known') return true;
+  // Every "." that starts a segment, found without splitting the path (this runs for every request).
+  for (let at = path.indexOf('.'); at >= 0; at = path.indexOf('.', at + 1)) {
+    if (at > 0 && path.charCodeAt(at - 1) !== 0x2f) continue;
+    const end = path.indexOf('/', at);
+    if ((end < 0 ? path.slice(at) : path.slice(at, end)) !== '.well-known') return true;
   }
   return false;
 }
@@ -91,6 +94,33 @@ function statOf(path: string): Stats | undefined {
 }
 
 /**
+ * PHP scripts seen to be regular files, and when: a script is looked at again after
+ * SCRIPT_CHECK_TTL_MS. A stat per PHP request costs a system call and a Stats object (issue 8);
+ * nginx's try_files and php-fpm stat each request as well, but PHP itself trusts its realpath cache
+ * for 120 s and opcache a compiled file for 2 s. Only "it is a file" is remembered, never "it is
+ * not there" (a script just created is found at once), and static files are always looked at (their
+ * size and time go into the response). A script deleted less than a second ago still goes to PHP,
+ * which answers 404 itself.
+ */
+const SCRIPT_CHECK_TTL_MS = 1000;
+const SCRIPT_CHECK_MAX = 4096;
+const scriptSeenAt = new Map<string, number>();
+
+/** True when `filename` is a regular file (PHP scripts only: see SCRIPT_CHECK_TTL_MS). */
+function isScriptFile(filename: string): boolean {
+  const now = Date.now();
+  const seen = scriptSeenAt.get(filename);
+  if (seen !== undefined && now - seen < SCRIPT_CHECK_TTL_MS) return true;
+  if (!statOf(filename)?.isFile()) {
+    scriptSeenAt.delete(filename);
+    return false;
+  }
+  if (scriptSeenAt.size >= SCRIPT_CHECK_MAX) scriptSeenAt.clear();
+  scriptSeenAt.set(filename, now);
+  return true;
+}
+
+/**
  * True for a configured name (index file, front controller) that stays inside the document root and
  * is not hidden: no "..", ".", empty or dot-led segments. Config validation refuses the others too;
  * this keeps the resolver safe on its own.
@@ -101,7 +131,8 @@ function isContainedName(name: string): boolean {
 
 /** True when the script's extension is exactly one of the allowed ones (security.limit_extensions). */
 function hasAllowedExtension(script: string, extensions: readonly string[]): boolean {
-  return extensions.some((extension) => script.endsWith(extension));
+  for (const extension of extensions) if (script.endsWith(extension)) return true;
+  return false;
 }
 
 /**
@@ -115,7 +146,7 @@ export function resolvePath(path: string, options: ResolveOptions): Resolution {
   const split = splitScriptPath(path, options.extensions);
   if (split) {
     const filename = root + split.script;
-    if (hasAllowedExtension(split.script, options.extensions) && statOf(filename)?.isFile()) {
+    if (hasAllowedExtension(split.script, options.extensions) && isScriptFile(filename)) {
       return { kind: 'php', script: split.script, pathInfo: split.pathInfo, filename };
     }
   }
@@ -151,7 +182,7 @@ function fallback(options: ResolveOptions, reason: string): Resolution {
   if (front !== null && isContainedName(front.replace(/^\/+/, ''))) {
     const script = `/${front.replace(/^\/+/, '')}`;
     const filename = options.documentRoot + script;
-    if (hasAllowedExtension(script, options.extensions) && statOf(filename)?.isFile()) {
+    if (hasAllowedExtension(script, options.extensions) && isScriptFile(filename)) {
       return { kind: 'php', script, pathInfo: '', filename };
     }
   }

@@ -22,8 +22,14 @@ export interface HttpApp {
   backend: Backend;
 }
 
-/** Answers requests TQServer handles itself (status, metrics, health); returns false to pass. */
-export type AdminHandler = (request: IncomingMessage, response: ServerResponse, path: string, query: string) => boolean;
+/**
+ * Answers requests TQServer handles itself (status, metrics, health); returns false to pass.
+ * `claims(path)` says beforehand whether it would answer, so the front sets X-Request-Id only on
+ * responses that need it before PHP's headers go out (see #route).
+ */
+export type AdminHandler = ((request: IncomingMessage, response: ServerResponse, path: string, query: string) => boolean) & {
+  claims?: (path: string) => boolean;
+};
 
 export interface HttpFrontOptions {
   server: ServerConfig;
@@ -142,7 +148,8 @@ export class HttpFront {
     const socket = request.socket;
     const bytesBefore = socket.bytesWritten;
     const context: RequestContext = { id: requestIdFor(request.headers['x-request-id']), app: null, kind: 'rejected', timing: null };
-    response.setHeader('X-Request-Id', context.id);
+    // X-Request-Id is set by each answer (#route, the PHP proxy) rather than here: a header set
+    // before writeHead makes Node store every PHP header one by one (issue 8).
     let done = false;
     const finished = () => {
       if (done) return;
@@ -178,58 +185,80 @@ export class HttpFront {
         aborted: !response.writableFinished,
       });
     };
-    response.once('close', finished);
+    // 'close' comes once per response: `on` spares the wrapper `once` makes.
+    response.on('close', finished);
     if (this.#closing) response.setHeader('Connection', 'close');
-    this.#route(request, response, context).catch((error: unknown) => {
-      const failure = describeFailure(error);
-      this.#log.error(
-        { req: context.id, err: error instanceof Error ? error.stack : String(error) },
-        `${request.method} ${request.url}: unexpected error: ${error instanceof Error ? error.message : String(error)}`,
-      );
-      sendError(request, response, failure.status, failure.message);
-    });
+    let pending: Promise<void> | undefined;
+    try {
+      pending = this.#route(request, response, context);
+    } catch (error) {
+      this.#unexpected(request, response, context, error);
+      return;
+    }
+    pending?.catch((error: unknown) => this.#unexpected(request, response, context, error));
   }
 
-  async #route(request: IncomingMessage, response: ServerResponse, context: RequestContext): Promise<void> {
+  #unexpected(request: IncomingMessage, response: ServerResponse, context: RequestContext, error: unknown): void {
+    const failure = describeFailure(error);
+    this.#log.error(
+      { req: context.id, err: error instanceof Error ? error.stack : String(error) },
+      `${request.method} ${request.url}: unexpected error: ${error instanceof Error ? error.message : String(error)}`,
+    );
+    if (!response.headersSent) response.setHeader('X-Request-Id', context.id);
+    sendError(request, response, failure.status, failure.message);
+  }
+
+  /**
+   * Answers a request, or hands it to PHP. Not async: a promise per request costs, and only a
+   * chunked upload (spooled before PHP sees it) has anything to wait for.
+   */
+  #route(request: IncomingMessage, response: ServerResponse, context: RequestContext): Promise<void> | undefined {
     const target = normalizeTarget(request.url ?? '/');
     if (!target.ok) {
       this.#log.info({ req: context.id, url: request.url?.slice(0, 200) }, `400 ${request.method}: ${target.reason}`);
+      response.setHeader('X-Request-Id', context.id);
       sendError(request, response, 400, 'The request path is not valid.');
-      return;
+      return undefined;
     }
-    if (this.#options.admin?.(request, response, target.path, target.query)) {
-      context.kind = 'admin';
-      return;
+    const admin = this.#options.admin;
+    if (admin && (admin.claims?.(target.path) ?? true)) {
+      response.setHeader('X-Request-Id', context.id);
+      if (admin(request, response, target.path, target.query)) {
+        context.kind = 'admin';
+        return undefined;
+      }
     }
     const match = this.#router.match(target.path);
     if (!match) {
       context.kind = 'not-found';
+      if (!response.hasHeader('X-Request-Id')) response.setHeader('X-Request-Id', context.id);
       sendError(request, response, 404, 'No application is mounted at this path.');
-      return;
+      return undefined;
     }
     const app = match.target;
     context.app = app.name;
     const resolution = resolvePath(match.rest, app.resolve);
     context.kind = resolution.kind;
+    if (resolution.kind !== 'php' && !response.hasHeader('X-Request-Id')) response.setHeader('X-Request-Id', context.id);
     switch (resolution.kind) {
       case 'static':
         serveStatic(request, response, resolution.file, resolution.stats);
-        return;
+        return undefined;
       case 'redirect': {
         const prefix = app.path === '/' ? '' : app.path;
         const location = `${encodePath(prefix + resolution.path)}${target.query ? `?${target.query}` : ''}`;
         const method = request.method ?? 'GET';
         response.writeHead(method === 'GET' || method === 'HEAD' ? 301 : 308, { Location: location, 'Content-Length': '0' });
         response.end();
-        return;
+        return undefined;
       }
       case 'not-found':
         this.#log.debug({ app: app.name, req: context.id, reason: resolution.reason }, `404 ${request.method} ${request.url}: ${resolution.reason}`);
         sendError(request, response, 404, 'Not found.');
-        return;
+        return undefined;
       case 'php':
         context.timing = newPhpTiming();
-        await proxyToPhp(request, response, {
+        return proxyToPhp(request, response, {
           app: app.name,
           backend: app.backend,
           route: {
@@ -248,7 +277,6 @@ export class HttpFront {
           requestId: context.id,
           timing: context.timing,
         });
-        return;
       default: {
         const never: never = resolution;
         throw new Error(`unhandled resolution ${JSON.stringify(never)}`);

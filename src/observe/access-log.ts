@@ -10,8 +10,10 @@ export type AccessLogFormat = (typeof ACCESS_LOG_FORMATS)[number];
 
 /** `"GET /path?q HTTP/1.1"` without the quotes, escaped. */
 export function requestLine(record: RequestRecord): string {
-  const protocol = record.httpVersion ? ` HTTP/${record.httpVersion}` : '';
-  return escapeField(`${record.method || '-'} ${record.uri || '-'}${protocol}`);
+  const protocol = record.httpVersion ? ` HTTP/${escapeField(record.httpVersion)}` : '';
+  // Escaped part by part (the separators need no escaping): escaping the joined string would read
+  // it character by character from a concatenation, which V8 does slowly.
+  return `${record.method ? escapeField(record.method) : '-'} ${record.uri ? escapeField(record.uri) : '-'}${protocol}`;
 }
 
 /**

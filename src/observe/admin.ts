@@ -192,12 +192,21 @@ export class Admin {
     await closed;
   }
 
-  /** The handler the HTTP front (or the admin listener) calls for every request; false: not ours. */
-  readonly handler: AdminHandler = (request, response, path, query) => {
+  /** Which endpoint a path is, or null when it is none of them. */
+  #endpoint(path: string): 'status' | 'dashboard' | 'metrics' | 'healthz' | 'readyz' | null {
     const { statusPath, metricsPath } = this.#options;
     const dashboardPath = statusPath === '/' ? null : `${statusPath}/`;
-    const endpoint =
-      path === statusPath ? 'status' : path === dashboardPath ? 'dashboard' : path === metricsPath ? 'metrics' : path === HEALTHZ_PATH ? 'healthz' : path === READYZ_PATH ? 'readyz' : null;
+    return path === statusPath ? 'status' : path === dashboardPath ? 'dashboard' : path === metricsPath ? 'metrics' : path === HEALTHZ_PATH ? 'healthz' : path === READYZ_PATH ? 'readyz' : null;
+  }
+
+  /** The handler the HTTP front (or the admin listener) calls for every request; false: not ours. */
+  readonly handler: AdminHandler = Object.assign(
+    (request: IncomingMessage, response: ServerResponse, path: string, query: string) => this.#handle(request, response, path, query),
+    { claims: (path: string) => this.#endpoint(path) !== null },
+  );
+
+  #handle(request: IncomingMessage, response: ServerResponse, path: string, query: string): boolean {
+    const endpoint = this.#endpoint(path);
     if (endpoint === null) return false;
     // A unix socket has no client address; its file permissions decide who connects.
     const onSocket = this.#unixSocket && request.socket.remoteAddress === undefined;
@@ -237,7 +246,7 @@ export class Admin {
         return never;
       }
     }
-  };
+  }
 
   /** The status document with the dashboard's series after `sinceMs` (all of the window when null). */
   dashboardDocument(sinceMs: number | null): DashboardDocument {

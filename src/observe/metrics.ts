@@ -2,7 +2,7 @@
 // histograms fed by the request observers, and pool, worker and php-fpm upstream figures read
 // from the status snapshot when scraped.
 
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type MetricType } from 'prom-client';
 import type { ServerSnapshot } from '../app.js';
 import { BREAKER_STATES } from '../fpm/breaker.js';
 import type { Readiness } from './health.js';
@@ -70,6 +70,128 @@ class Children<T> {
   }
 }
 
+/** The labels of one series: names zipped with the values Children was given. */
+function labelsOf(names: readonly string[], values: readonly string[]): Record<string, string> {
+  const labels: Record<string, string> = {};
+  names.forEach((name, i) => (labels[name] = values[i]!));
+  return labels;
+}
+
+// prom-client's typings declare MetricType as an enum that its JavaScript does not export: the values.
+const COUNTER_TYPE = 'counter' as unknown as MetricType;
+const HISTOGRAM_TYPE = 'histogram' as unknown as MetricType;
+
+/** The metric's name as prom-client holds it now (the registry strips "_total" for OpenMetrics). */
+function currentName(metric: object): string {
+  return (metric as { name: string }).name;
+}
+
+/**
+ * The per-request counters and histograms count in plain numbers, on children the observer finds
+ * through Children; prom-client only renders them when scraped (get()). prom-client's own inc() and
+ * observe() turn the label values into an object and a hash key on every call: about a microsecond
+ * each, four times a request (issue 8).
+ */
+class RequestCounter extends Counter<string> {
+  readonly #labelNames: readonly string[];
+  readonly #series: Array<{ labels: Record<string, string>; value: number }> = [];
+
+  constructor(config: { name: string; help: string; labelNames: string[]; registers: Registry[] }) {
+    super(config);
+    this.#labelNames = config.labelNames;
+  }
+
+  child(values: string[]): { inc(): void } {
+    const series = { labels: labelsOf(this.#labelNames, values), value: 0 };
+    this.#series.push(series);
+    return {
+      inc: () => {
+        series.value += 1;
+      },
+    };
+  }
+
+  override async get(): ReturnType<Counter<string>['get']> {
+    return {
+      name: currentName(this),
+      help: (this as unknown as { help: string }).help,
+      type: COUNTER_TYPE,
+      values: this.#series.map((s) => ({ labels: { ...s.labels }, value: s.value })),
+      aggregator: 'sum',
+      collect: () => {},
+    };
+  }
+}
+
+class RequestHistogram extends Histogram<string> {
+  readonly #labelNames: readonly string[];
+  readonly #bounds: readonly number[];
+  readonly #series: HistogramSeries[] = [];
+
+  constructor(config: { name: string; help: string; labelNames: string[]; buckets: number[]; registers: Registry[] }) {
+    super(config);
+    this.#labelNames = config.labelNames;
+    this.#bounds = config.buckets;
+  }
+
+  child(values: string[]): { observe(value: number): void } {
+    const series = new HistogramSeries(labelsOf(this.#labelNames, values), this.#bounds);
+    this.#series.push(series);
+    return series;
+  }
+
+  /** prom-client's registry renders histograms from this when it exists; the same values as get(). */
+  getForPromString() {
+    return this.get();
+  }
+
+  /** Buckets cumulative with "le" first, then +Inf, _sum and _count: what prom-client's own get() gives. */
+  override async get(): ReturnType<Histogram<string>['get']> {
+    const name = currentName(this);
+    const values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = [];
+    for (const series of this.#series) {
+      let cumulative = 0;
+      this.#bounds.forEach((bound, i) => {
+        cumulative += series.counts[i]!;
+        values.push({ labels: { le: bound, ...series.labels }, value: cumulative, metricName: `${name}_bucket` });
+      });
+      values.push({ labels: { le: '+Inf', ...series.labels }, value: series.count, metricName: `${name}_bucket` });
+      values.push({ labels: { ...series.labels }, value: series.sum, metricName: `${name}_sum` });
+      values.push({ labels: { ...series.labels }, value: series.count, metricName: `${name}_count` });
+    }
+    return { name, help: (this as unknown as { help: string }).help, type: HISTOGRAM_TYPE, values, aggregator: 'sum', collect: () => {} };
+  }
+}
+
+/** One label combination of a histogram: a count per bucket (not cumulative), the sum, the count. */
+class HistogramSeries {
+  readonly labels: Record<string, string>;
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+  readonly #bounds: readonly number[];
+
+  constructor(labels: Record<string, string>, bounds: readonly number[]) {
+    this.labels = labels;
+    this.#bounds = bounds;
+    this.counts = new Float64Array(bounds.length);
+  }
+
+  observe(value: number): void {
+    const bounds = this.#bounds;
+    // As prom-client: the first bucket whose upper bound is at least the value; above all of them,
+    // only +Inf (the count).
+    for (let i = 0; i < bounds.length; i++) {
+      if (value <= bounds[i]!) {
+        this.counts[i]! += 1;
+        break;
+      }
+    }
+    this.sum += value;
+    this.count += 1;
+  }
+}
+
 export class Metrics {
   readonly registry = new Registry();
   readonly #options: MetricsOptions;
@@ -86,16 +208,17 @@ export class Metrics {
   constructor(options: MetricsOptions) {
     this.#options = options;
     const registers = [this.registry];
-    const requests = this.#counter({ name: 'tqserver_requests_total', help: 'Requests answered, by app, status class, backend (php-cgi, php-fpm; none for static files and redirects) and front (http, fastcgi).', labelNames: ['app', 'status_class', 'backend', 'front'] });
-    const errors = this.#counter({ name: 'tqserver_request_errors_total', help: 'Requests that failed, by app and stable error code (POOL_QUEUE_FULL, UPSTREAM_DOWN, PHP_REQUEST_TIMEOUT, ...; see docs/errors.md).', labelNames: ['app', 'code'] });
-    const duration = new Histogram({ name: 'tqserver_request_duration_seconds', help: 'Whole requests, arrival to the last byte sent, by app and kind (php, static, redirect, not-found, admin, rejected).', labelNames: ['app', 'kind'], buckets: LATENCY_BUCKETS, registers });
-    const queue = new Histogram({ name: 'tqserver_request_queue_seconds', help: 'PHP requests: time spent waiting for a free PHP process (TQServer\'s queue).', labelNames: ['app', 'backend'], buckets: QUEUE_BUCKETS, registers });
-    const php = new Histogram({ name: 'tqserver_request_php_seconds', help: 'PHP requests: time from getting a PHP process to the end of PHP\'s answer.', labelNames: ['app', 'backend'], buckets: LATENCY_BUCKETS, registers });
-    this.#requests = new Children((v) => requests.labels(...v));
-    this.#errors = new Children((v) => errors.labels(...v));
-    this.#duration = new Children((v) => duration.labels(...v));
-    this.#queue = new Children((v) => queue.labels(...v));
-    this.#php = new Children((v) => php.labels(...v));
+    const requests = new RequestCounter({ name: 'tqserver_requests_total', help: 'Requests answered, by app, status class, backend (php-cgi, php-fpm; none for static files and redirects) and front (http, fastcgi).', labelNames: ['app', 'status_class', 'backend', 'front'], registers });
+    const errors = new RequestCounter({ name: 'tqserver_request_errors_total', help: 'Requests that failed, by app and stable error code (POOL_QUEUE_FULL, UPSTREAM_DOWN, PHP_REQUEST_TIMEOUT, ...; see docs/errors.md).', labelNames: ['app', 'code'], registers });
+    this.#counters.push({ metric: requests, name: 'tqserver_requests_total' }, { metric: errors, name: 'tqserver_request_errors_total' });
+    const duration = new RequestHistogram({ name: 'tqserver_request_duration_seconds', help: 'Whole requests, arrival to the last byte sent, by app and kind (php, static, redirect, not-found, admin, rejected).', labelNames: ['app', 'kind'], buckets: LATENCY_BUCKETS, registers });
+    const queue = new RequestHistogram({ name: 'tqserver_request_queue_seconds', help: 'PHP requests: time spent waiting for a free PHP process (TQServer\'s queue).', labelNames: ['app', 'backend'], buckets: QUEUE_BUCKETS, registers });
+    const php = new RequestHistogram({ name: 'tqserver_request_php_seconds', help: 'PHP requests: time from getting a PHP process to the end of PHP\'s answer.', labelNames: ['app', 'backend'], buckets: LATENCY_BUCKETS, registers });
+    this.#requests = new Children((v) => requests.child(v));
+    this.#errors = new Children((v) => errors.child(v));
+    this.#duration = new Children((v) => duration.child(v));
+    this.#queue = new Children((v) => queue.child(v));
+    this.#php = new Children((v) => php.child(v));
     this.#pool();
     this.#server();
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });

@@ -4,7 +4,7 @@
 // and a Backend wrapper that takes FCGI_STDERR from both fronts.
 
 import type { Backend, PoolStatus } from '../backend.js';
-import type { RequestController, RequestOptions, ResponseHandler } from '../fastcgi/client.js';
+import type { EndResult, RequestController, RequestOptions, ResponseHandler } from '../fastcgi/client.js';
 import type { LogFile } from '../log-file.js';
 import type { RequestInfo } from '../supervisor/worker.js';
 import { clfTime, escapeField, escapeMessage, field } from './log-text.js';
@@ -79,6 +79,47 @@ export class PhpErrorLog {
 }
 
 /**
+ * The handler PhpErrorLogBackend puts in front of the caller's: FCGI_STDERR to the log, the rest
+ * passed through. A class, not an object of closures: it is made for every request (issue 8).
+ */
+class StderrToLog implements ResponseHandler {
+  readonly #handler: ResponseHandler;
+  readonly #errors: PhpErrorLog;
+  readonly #context: PhpRequestContext;
+  readonly #passOn: boolean;
+
+  constructor(handler: ResponseHandler, errors: PhpErrorLog, context: PhpRequestContext, passOn: boolean) {
+    this.#handler = handler;
+    this.#errors = errors;
+    this.#context = context;
+    this.#passOn = passOn;
+  }
+
+  onStdout(chunk: Buffer): boolean {
+    return this.#handler.onStdout(chunk);
+  }
+
+  onStderr(chunk: Buffer): void {
+    this.#errors.requestOutput(chunk, this.#context);
+    if (this.#passOn) this.#handler.onStderr(chunk);
+  }
+
+  onEnd(result: EndResult): void {
+    this.#handler.onEnd(result);
+  }
+
+  onError(error: Error): void {
+    this.#handler.onError(error);
+  }
+
+  onDispatch(process: { pid: number | null }): void {
+    this.#context.pid = process.pid;
+    if (process.pid !== null) this.#errors.dispatched(process.pid, this.#context);
+    this.#handler.onDispatch?.(process);
+  }
+}
+
+/**
  * A backend whose requests' FCGI_STDERR goes to the PHP error log. `passOn` also hands it to the
  * front (the FastCGI front sends it on to nginx, as php-fpm does); the HTTP front would only log it
  * to the server log again, so it gets none.
@@ -97,27 +138,8 @@ export class PhpErrorLogBackend implements Backend {
   }
 
   dispatch(options: RequestOptions, handler: ResponseHandler, info: RequestInfo): RequestController {
-    const errors = this.#errors;
-    const passOn = this.#passOn;
     const context: PhpRequestContext = { id: info.requestId ?? '', method: info.method ?? '', uri: info.uri ?? '', script: info.script ?? null, pid: null };
-    return this.#inner.dispatch(
-      options,
-      {
-        onStdout: (chunk) => handler.onStdout(chunk),
-        onStderr: (chunk) => {
-          errors.requestOutput(chunk, context);
-          if (passOn) handler.onStderr(chunk);
-        },
-        onEnd: (result) => handler.onEnd(result),
-        onError: (error) => handler.onError(error),
-        onDispatch: (process) => {
-          context.pid = process.pid;
-          if (process.pid !== null) errors.dispatched(process.pid, context);
-          handler.onDispatch?.(process);
-        },
-      },
-      info,
-    );
+    return this.#inner.dispatch(options, new StderrToLog(handler, this.#errors, context, this.#passOn), info);
   }
 
   status(): PoolStatus {

@@ -112,13 +112,58 @@ const DEFAULT_CRASH_INTERVAL_MS = 60_000;
 const DEFAULT_CRASH_BACKOFF_MAX_MS = 30_000;
 
 /** A request's controller: proxies abort/resume while the request waits, then to the worker's connection. */
-class PoolRequest implements RequestController {
+/**
+ * A request to the pool: the controller its caller holds, and the handler its worker calls, which
+ * passes everything on until the request is finished (request_timeout may finish it first). One
+ * object per request rather than an object of closures (issue 8).
+ */
+class PoolRequest implements RequestController, ResponseHandler {
   inner: RequestController | null = null;
   finished = false;
+  /** request_timeout, while the request runs. */
+  timer: NodeJS.Timeout | null = null;
+  readonly #handler: ResponseHandler;
   #onAbortWhileQueued: ((reason: unknown) => void) | null = null;
 
-  constructor(onAbortWhileQueued: (reason: unknown) => void) {
+  constructor(handler: ResponseHandler, onAbortWhileQueued: (reason: unknown) => void) {
+    this.#handler = handler;
     this.#onAbortWhileQueued = onAbortWhileQueued;
+  }
+
+  /** Nothing more reaches the caller's handler. */
+  finish(): void {
+    this.finished = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  onStdout(chunk: Buffer): boolean {
+    return this.finished ? true : this.#handler.onStdout(chunk);
+  }
+
+  onStderr(chunk: Buffer): void {
+    if (!this.finished) this.#handler.onStderr(chunk);
+  }
+
+  onEnd(result: EndResult): void {
+    if (this.finished) return;
+    this.finish();
+    this.#handler.onEnd(result);
+  }
+
+  onError(error: Error): void {
+    if (this.finished) return;
+    this.finish();
+    this.#handler.onError(error);
+  }
+
+  onDispatch(process: { pid: number | null }): void {
+    this.#handler.onDispatch?.(process);
+  }
+
+  /** request_timeout: the caller's handler gets the error although the request is finished already. */
+  failNow(error: Error): void {
+    this.#handler.onError(error);
   }
 
   get started(): boolean {
@@ -249,8 +294,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   dispatch(options: RequestOptions, handler: ResponseHandler, info: RequestInfo = {}): RequestController {
     let waiter: Waiter | null = null;
     const signal = options.signal;
-    const onAbort = () => request.abort(signal?.reason);
-    const request = new PoolRequest((reason) => {
+    const request = new PoolRequest(handler, (reason) => {
       if (waiter) this.#dropWaiter(waiter, this.#abandoned(reason));
     });
     if (signal?.aborted) {
@@ -259,14 +303,15 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       return request;
     }
     // While queued the caller's signal is watched here; once running, the connection watches it.
-    signal?.addEventListener('abort', onAbort, { once: true });
+    const onAbort = signal ? () => request.abort(signal.reason) : null;
+    if (onAbort) signal!.addEventListener('abort', onAbort, { once: true });
     waiter = this.#enqueue(
       (worker) => {
-        signal?.removeEventListener('abort', onAbort);
-        this.#run(worker, request, options, handler, info);
+        if (onAbort) signal!.removeEventListener('abort', onAbort);
+        this.#run(worker, request, options, info);
       },
       (error) => {
-        signal?.removeEventListener('abort', onAbort);
+        if (onAbort) signal!.removeEventListener('abort', onAbort);
         if (request.finished) return;
         request.finished = true;
         handler.onError(error);
@@ -490,8 +535,8 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       dispatch: (options, handler, info) => {
         if (used) throw new Error(`lease of pool ${this.name} worker ${worker.id} was already used`);
         used = true;
-        const request = new PoolRequest(() => {});
-        this.#run(worker, request, options, handler, info ?? {});
+        const request = new PoolRequest(handler, () => {});
+        this.#run(worker, request, options, info ?? {});
         return request;
       },
       release: () => {
@@ -503,42 +548,20 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     };
   }
 
-  #run(worker: PhpCgiWorker, request: PoolRequest, options: RequestOptions, handler: ResponseHandler, info: RequestInfo): void {
+  #run(worker: PhpCgiWorker, request: PoolRequest, options: RequestOptions, info: RequestInfo): void {
     if (request.finished) {
       this.#onIdle(worker);
       return;
     }
     this.#accepted += 1;
-    let timer: NodeJS.Timeout | null = null;
-    const finish = () => {
-      request.finished = true;
-      if (timer) clearTimeout(timer);
-      timer = null;
-    };
-    const guarded: ResponseHandler = {
-      onStdout: (chunk) => (request.finished ? true : handler.onStdout(chunk)),
-      onStderr: (chunk) => {
-        if (!request.finished) handler.onStderr(chunk);
-      },
-      onEnd: (result: EndResult) => {
-        if (request.finished) return;
-        finish();
-        handler.onEnd(result);
-      },
-      onError: (error) => {
-        if (request.finished) return;
-        finish();
-        handler.onError(error);
-      },
-    };
-    handler.onDispatch?.({ pid: worker.pid });
+    request.onDispatch({ pid: worker.pid });
     try {
-      request.inner = worker.dispatch(options, guarded, info);
+      // The worker's connection calls `request`, which passes everything on until it is finished.
+      request.inner = worker.dispatch(options, request, info);
     } catch (error) {
-      finish();
       if (worker.state === 'idle') this.#onIdle(worker);
       else this.#reserved.delete(worker);
-      handler.onError(error as Error);
+      request.onError(error as Error);
       return;
     }
     if (worker.state === 'idle') {
@@ -549,16 +572,16 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     this.#maxActive = Math.max(this.#maxActive, this.#activeCount());
     const timeoutMs = this.#config.requestTimeoutMs;
     if (timeoutMs > 0 && !request.finished) {
-      timer = setTimeout(() => {
+      request.timer = setTimeout(() => {
         if (request.finished) return;
-        finish();
+        request.finish();
         this.#log.warn(
           { pool: this.name, req: info.requestId, pid: worker.pid, script: info.script, uri: info.uri },
           `pool ${this.name}: request ${info.method ?? ''} ${info.uri ?? info.script ?? ''} ran over request_timeout (${timeoutMs} ms); killing php-cgi pid ${worker.pid}`,
         );
         this.emit('request-timeout', worker, info);
         void worker.kill('timeout');
-        handler.onError(new PhpTimeoutError(`pool ${this.name}: the script ran longer than request_timeout (${timeoutMs} ms)`));
+        request.failNow(new PhpTimeoutError(`pool ${this.name}: the script ran longer than request_timeout (${timeoutMs} ms)`));
       }, timeoutMs);
     }
   }

@@ -7,7 +7,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { FastCGIAbortError, FastCGIConnectionError, WorkerStartError } from '../errors.js';
 import { formatAddress, type Address } from '../fastcgi/address.js';
-import { FastCGIConnection, toAbortError, type ConnectionOptions, type RequestController, type RequestOptions, type ResponseHandler } from '../fastcgi/client.js';
+import { FastCGIConnection, toAbortError, type ConnectionOptions, type EndResult, type RequestController, type RequestOptions, type ResponseHandler } from '../fastcgi/client.js';
 import type { Logger } from '../log.js';
 import { buildPhpCgiArgs, type PhpBinary } from '../php/binary.js';
 import { isTerminal, transition, type ExitReason, type WorkerState } from './worker-state.js';
@@ -72,6 +72,37 @@ export interface WorkerStats {
   rssBytes: number | null;
 }
 
+/**
+ * Passes a request's events on, telling the worker when it was aborted (an aborted request's
+ * connection closes: see #onRequestDone). A class: one is made per request (issue 8).
+ */
+class AbortWatch implements ResponseHandler {
+  readonly #handler: ResponseHandler;
+  readonly #onAborted: () => void;
+
+  constructor(handler: ResponseHandler, onAborted: () => void) {
+    this.#handler = handler;
+    this.#onAborted = onAborted;
+  }
+
+  onStdout(chunk: Buffer): boolean {
+    return this.#handler.onStdout(chunk);
+  }
+
+  onStderr(chunk: Buffer): void {
+    this.#handler.onStderr(chunk);
+  }
+
+  onEnd(result: EndResult): void {
+    this.#handler.onEnd(result);
+  }
+
+  onError(error: Error): void {
+    if (error instanceof FastCGIAbortError) this.#onAborted();
+    this.#handler.onError(error);
+  }
+}
+
 export class PhpCgiWorker extends EventEmitter {
   readonly id: number;
   readonly pool: string;
@@ -91,6 +122,10 @@ export class PhpCgiWorker extends EventEmitter {
   #stopReason: ExitReason | null = null;
   /** The running (or last) request was aborted by its caller. */
   #requestAborted = false;
+  /** Made once, not per request. */
+  readonly #onAbortedRequest = (): void => {
+    this.#requestAborted = true;
+  };
   #forced = false;
   /** The state kill() found the worker in, for the log line of a crash. */
   #killedWhile: WorkerState | null = null;
@@ -178,15 +213,7 @@ export class PhpCgiWorker extends EventEmitter {
   dispatch(options: RequestOptions, handler: ResponseHandler, info: RequestInfo = {}): RequestController {
     if (this.#state !== 'idle') throw new Error(`worker ${this.id} (pid ${this.pid}) is ${this.#state}, not idle`);
     this.#requestAborted = false;
-    const watched: ResponseHandler = {
-      onStdout: (chunk) => handler.onStdout(chunk),
-      onStderr: (chunk) => handler.onStderr(chunk),
-      onEnd: (result) => handler.onEnd(result),
-      onError: (error) => {
-        if (error instanceof FastCGIAbortError) this.#requestAborted = true;
-        handler.onError(error);
-      },
-    };
+    const watched = new AbortWatch(handler, this.#onAbortedRequest);
     const connection = this.#connection;
     if (connection?.idle) {
       const controller = connection.dispatch(options, watched); // throws before sending anything if it cannot start
