@@ -8,6 +8,7 @@ import { FpmBackend } from './fpm/fpm-backend.js';
 import type { FastCGIServer } from './fastcgi/server.js';
 import { createFastCGIFront } from './fastcgi-front.js';
 import { HttpFront, type HttpApp } from './http/server.js';
+import { LiveReload } from './http/live-reload.js';
 import type { Logger } from './log.js';
 import { LogFiles } from './log-file.js';
 import { ServerLogs } from './observe/app-logs.js';
@@ -101,6 +102,8 @@ export class TQServer {
   /** Old backends, fronts and log files still draining after a reload; stop() waits for them. */
   readonly #draining = new Set<Promise<void>>();
   readonly #onRequest: RequestObserver;
+  /** Dev mode's browser live reload; null in production (the HTTP front then does nothing for it). */
+  #liveReload: LiveReload | null = null;
 
   private constructor(config: Config, apps: Map<string, AppRuntime>, http: HttpFront, log: Logger, observers: Set<RequestObserver>, logs: ServerLogs, logFiles: LogFiles, admin: Admin, onRequest: RequestObserver) {
     this.#onRequest = onRequest;
@@ -138,6 +141,7 @@ export class TQServer {
     };
     let http: HttpFront | null = null;
     const started = { apps, http: null as HttpFront | null, admin: null as Admin | null };
+    const liveReload = liveReloadFor(config, log);
     try {
       for (const app of config.apps) {
         logs.addApp(app);
@@ -163,11 +167,13 @@ export class TQServer {
         // With server.admin_listen, status, metrics and health are served there only.
         admin: config.server.adminListen ? undefined : admin.handler,
         onRequest,
+        liveReload: liveReload ?? undefined,
       });
       started.http = http;
       const address = await http.listen();
       await admin.start();
       server = new TQServer(config, apps, http, log, observers, logs, logFiles, admin, onRequest);
+      server.#liveReload = liveReload;
       const where = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
       for (const runtime of apps.values()) {
         log.info({ app: runtime.config.name }, `app ${runtime.config.name}: ${where}${runtime.config.path === '/' ? '/' : `${runtime.config.path}/`} -> ${runtime.config.documentRoot}`);
@@ -177,6 +183,7 @@ export class TQServer {
       log.info({ address: where }, `TQServer ${VERSION} listening on ${where} (dashboard: ${adminAt}${config.server.statusPath}/, metrics: ${adminAt}${config.server.metricsPath})`);
       return server;
     } catch (error) {
+      liveReload?.close();
       await stopAll(started.http, apps, 0);
       await started.admin?.close();
       await logs.close();
@@ -227,6 +234,7 @@ export class TQServer {
     }
     this.#config = next;
     this.http.setApps([...this.#apps.values()].map((runtime) => httpApp(runtime)));
+    this.#syncLiveReload(next);
     // What the new config replaced drains in the background; stop() waits for it.
     for (const drain of later) {
       const running = drain().catch((error: Error) => this.#log.error({}, `reload: draining failed: ${error.message}`));
@@ -342,6 +350,29 @@ export class TQServer {
   }
 
   /**
+   * Live reload follows a reloaded config: turned on or off (dev mode and server.live_reload), the
+   * document roots watched updated, and the pages open reloaded, since what they show may have changed.
+   */
+  #syncLiveReload(next: Config): void {
+    if (this.#stopping) return;
+    const wanted = next.mode === 'dev' && next.server.liveReload;
+    if (!wanted) {
+      if (!this.#liveReload) return;
+      this.#liveReload.close();
+      this.#liveReload = null;
+      this.http.setLiveReload(undefined);
+      this.#log.info({}, 'live reload: off');
+      return;
+    }
+    if (!this.#liveReload) {
+      this.#liveReload = liveReloadFor(next, this.#log);
+      this.http.setLiveReload(this.#liveReload ?? undefined);
+    }
+    this.#liveReload?.setRoots(liveReloadRoots(next));
+    this.#liveReload?.notify('the configuration was reloaded');
+  }
+
+  /**
    * Graceful stop: HTTP and FastCGI fronts finish in-flight requests, then the pools stop. Calling it
    * again with a shorter grace (a second SIGTERM: 0) cuts the running stop short; otherwise it returns
    * the stop in progress.
@@ -350,6 +381,8 @@ export class TQServer {
     if (this.#stopping && graceMs >= this.#stopGraceMs) return this.#stopping;
     this.#stopGraceMs = graceMs;
     const started = this.#stopStartedAt ??= Date.now();
+    // Live reload streams never end by themselves: closed first, so the HTTP front can drain.
+    this.#liveReload?.close();
     // Every close below is idempotent and honours the shorter grace when called again.
     // The log files close after the fronts, so the last requests' lines are in them.
     // The admin endpoints answer until the apps have stopped, so the drain can be watched.
@@ -365,6 +398,19 @@ export class TQServer {
     this.#stopping = stopping;
     return stopping;
   }
+}
+
+/** Dev mode's live reload hub watching every app's document root, or null (production, or turned off). */
+function liveReloadFor(config: Config, log: Logger): LiveReload | null {
+  if (config.mode !== 'dev' || !config.server.liveReload) return null;
+  const live = new LiveReload({ log, debounceMs: config.debounceMs });
+  live.setRoots(liveReloadRoots(config));
+  log.info({}, 'live reload: on (dev mode); HTML pages reload when a file under a document root changes or the configuration is reloaded');
+  return live;
+}
+
+function liveReloadRoots(config: Config) {
+  return config.apps.map((app) => ({ documentRoot: app.documentRoot, extensions: app.php.extensions }));
 }
 
 function httpApp(runtime: AppRuntime): HttpApp {

@@ -4,6 +4,7 @@
 
 import { statSync } from 'node:fs';
 import { isAbsolute, relative, resolve, sep } from 'node:path';
+import { Transform, type Readable } from 'node:stream';
 import { FastCGIAbortError, httpStatusFor } from './errors.js';
 import type { Address } from './fastcgi/address.js';
 import type { RequestController } from './fastcgi/client.js';
@@ -58,6 +59,37 @@ export function checkScript(scriptFilename: string | undefined, documentRoot: st
   }
   if (!isFile) return `${scriptFilename} is not a file`;
   return null;
+}
+
+/**
+ * The body PHP will read: at most CONTENT_LENGTH bytes of STDIN (digits only, else none). PHP reads
+ * no further than its CONTENT_LENGTH and then waits on the same kept-alive connection for the next
+ * BEGIN_REQUEST: any STDIN left over makes it drop that connection, failing the next request, which
+ * may be another client's. nginx never sends more; a client that does loses only the excess.
+ */
+function stdinFor(request: FastCGIServerRequest): Readable | null {
+  const declared = request.params.get('CONTENT_LENGTH') ?? '';
+  let left = /^\d{1,15}$/.test(declared) ? Number(declared) : 0;
+  if (left === 0) {
+    request.stdin.resume();
+    return null;
+  }
+  const capped = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      if (left >= chunk.length) {
+        left -= chunk.length;
+        done(null, chunk);
+      } else {
+        const piece = chunk.subarray(0, left);
+        left = 0;
+        done(null, piece.length > 0 ? piece : undefined);
+      }
+    },
+  });
+  // The backend listens for errors only while it sends the body; an abort may come after that.
+  capped.on('error', () => {});
+  request.stdin.on('error', (error) => capped.destroy(error));
+  return request.stdin.pipe(capped);
 }
 
 /** Writes a whole CGI response when the backend produced none (php-fpm's "File not found." and the like). */
@@ -156,7 +188,7 @@ export function createFastCGIFront(options: FastCGIFrontOptions): FastCGIServer 
         const onDrain = () => controller?.resume();
         response.stdout.on('drain', onDrain);
         controller = options.backend.dispatch(
-          { params, body: request.stdin },
+          { params, body: stdinFor(request) },
           {
             onDispatch(process) {
               dispatchedAt = performance.now();
@@ -189,7 +221,7 @@ export function createFastCGIFront(options: FastCGIFrontOptions): FastCGIServer 
               log.warn({ app: options.app, req: id, status, code: record.error }, `FastCGI front ${options.app}: ${status}: ${error.message}`);
               if (request.signal.aborted) response.end(1);
               else if (wroteOutput) response.end(1);
-              else answer(response, status, status === 503 ? 'Service busy; retry shortly.' : status === 504 ? 'Gateway timeout.' : 'Bad gateway.', 1);
+              else answer(response, status, status === 503 ? 'Service busy; retry shortly.' : status === 504 ? 'Gateway timeout.' : status === 431 ? 'Request params too large.' : 'Bad gateway.', 1);
               finish();
             },
           },

@@ -294,6 +294,23 @@ describe('faults', () => {
     assert.ok(served.every((r) => !(r instanceof Error)));
   });
 
+  test('a worker that can no longer be reached while idle: its request goes to another worker instead of failing', async () => {
+    const { pool: p, logger } = await pool({ manager: 'static', maxWorkers: 2 });
+    const leases = [await p.acquire(), await p.acquire()];
+    const listen = leases[0]!.worker.listen;
+    const brokenPid = leases[0]!.worker.pid;
+    for (const lease of leases) lease.release();
+    assert.ok('path' in listen);
+    // As when php-cgi died while idle and the pool has not heard of it yet: the connect is refused.
+    await rm(listen.path);
+    const results = await Promise.all([request(p, 'busy.php?ms=200'), request(p, 'busy.php?ms=200')]);
+    for (const result of results) assert.match(result.body, /slept 200 ms/);
+    assert.ok(results.every((r) => Number(r.body.split('\n')[0]) !== brokenPid), 'the unreachable worker served nothing');
+    const stats = await p.waitFor((s) => s.idle === 2 && s.restarts.crashed === 1);
+    assert.equal(stats.total, 2);
+    assert.ok(logger.find(/took no connection/));
+  });
+
   test('a script that never ends: PHP_REQUEST_TIMEOUT (504) at request_timeout, its worker killed and replaced', async () => {
     const { pool: p, pids, logger } = await pool({ manager: 'static', maxWorkers: 1, requestTimeoutMs: 300 });
     const events: number[] = [];

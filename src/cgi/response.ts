@@ -49,6 +49,13 @@ export class CgiResponseParser {
 
   push(chunk: Buffer): { head: CgiHead; body: Buffer } | null {
     if (this.#head) throw new Error('the head is already parsed; the rest is body');
+    if (this.#pending === null) {
+      const repeated = repeatedHead(chunk, this.#maxHeadBytes);
+      if (repeated !== null) {
+        this.#head = repeated.head;
+        return { head: repeated.head, body: chunk.subarray(repeated.bodyStart) };
+      }
+    }
     const searchFrom = this.#pending ? Math.max(0, this.#pending.length - 3) : 0;
     const data = this.#pending ? Buffer.concat([this.#pending, chunk]) : chunk;
     const end = findHeadEnd(data, searchFrom);
@@ -64,7 +71,7 @@ export class CgiResponseParser {
     }
     this.#pending = null;
     if (end.headEnd > this.#maxHeadBytes) throw new CgiHeadError(`PHP's response head is ${end.headEnd} bytes, over the limit of ${this.#maxHeadBytes}`);
-    this.#head = parseHead(data.toString('latin1', 0, end.headEnd));
+    this.#head = parseHeadBytes(data, end.headEnd);
     return { head: this.#head, body: data.subarray(end.bodyStart) };
   }
 
@@ -74,6 +81,44 @@ export class CgiResponseParser {
     const held = this.#pending?.length ?? 0;
     throw new CgiHeadError(held === 0 ? 'PHP sent no output at all' : `PHP's output ended inside its response head (${held} bytes, no empty line)`);
   }
+}
+
+/**
+ * Heads up to this many bytes are remembered: a script sends the same head on most requests (one
+ * Content-Type, perhaps X-Powered-By), and comparing bytes costs far less than parsing them again
+ * (issue 8). Longer heads (cookies, many headers) rarely repeat.
+ */
+const REMEMBERED_HEAD_BYTES = 512;
+/** The last head parsed, its bytes and the result (frozen: every response that repeats it shares it). */
+let lastHead: { bytes: Buffer; head: CgiHead } | null = null;
+
+/** parseHead of the first `length` bytes of `data`, taken from the last result when the bytes repeat. */
+function parseHeadBytes(data: Buffer, length: number): CgiHead {
+  const last = lastHead;
+  if (last !== null && last.bytes.length === length && data.compare(last.bytes, 0, length, 0, length) === 0) return last.head;
+  const head = parseHead(data.toString('latin1', 0, length));
+  if (length <= REMEMBERED_HEAD_BYTES) {
+    for (const pair of head.headers) Object.freeze(pair);
+    Object.freeze(head.headers);
+    lastHead = { bytes: Buffer.from(data.subarray(0, length)), head: Object.freeze(head) };
+  }
+  return head;
+}
+
+/**
+ * The last head again, when `chunk` starts with its bytes and an empty line right after them: what
+ * findHeadEnd and parseHeadBytes would find, without scanning for the end. No earlier empty line can
+ * hide in those bytes, as the first scan of them found none before the same terminator.
+ */
+function repeatedHead(chunk: Buffer, maxHeadBytes: number): { head: CgiHead; bodyStart: number } | null {
+  const last = lastHead;
+  if (last === null) return null;
+  const length = last.bytes.length;
+  if (length === 0 || length > maxHeadBytes || chunk.length < length + 2 || chunk[length] !== 0x0a) return null;
+  const next = chunk[length + 1];
+  const bodyStart = next === 0x0a ? length + 2 : next === 0x0d && chunk[length + 2] === 0x0a ? length + 3 : -1;
+  if (bodyStart < 0 || chunk.compare(last.bytes, 0, length, 0, length) !== 0) return null;
+  return { head: last.head, bodyStart };
 }
 
 /** Where the head ends (the first empty line, CRLF or LF style) and where the body starts. */

@@ -29,8 +29,14 @@ export interface ServerConfig {
   /** Serve status, metrics and health here instead of on the main port; null: the main port. */
   adminListen: Address | null;
   maxBodyBytes: number;
+  /** Read a request body completely before a PHP worker is taken (nginx's fastcgi_request_buffering). */
+  requestBuffering: boolean;
+  /** A buffered body larger than this waits in a private temp file instead of memory. */
+  bodyBufferBytes: number;
   maxHeaderBytes: number;
   shutdownTimeoutMs: number;
+  /** Browser live reload of pages in dev mode (ignored in production). */
+  liveReload: boolean;
 }
 
 export interface PoolSettings {
@@ -245,8 +251,11 @@ function serverConfig(file: ServerFile, root: string): ServerConfig {
     adminAllowedClients: s.admin_allowed_clients,
     adminListen: s.admin_listen === null ? null : absoluteAddress(parseAddress(s.admin_listen), root),
     maxBodyBytes: s.max_body_size,
+    requestBuffering: s.request_buffering,
+    bodyBufferBytes: s.body_buffer_size,
     maxHeaderBytes: s.max_header_size,
     shutdownTimeoutMs: Math.round(s.shutdown_timeout_seconds * 1000),
+    liveReload: s.live_reload,
   };
 }
 

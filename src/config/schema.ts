@@ -124,8 +124,12 @@ export const serverFileSchema = z
         admin_allowed_clients: allowedClients.default(['127.0.0.0/8', '::1']),
         admin_listen: address.nullable().default(null),
         max_body_size: size().default('100M'),
+        request_buffering: z.boolean().default(true),
+        body_buffer_size: size().default('128K'),
         max_header_size: size().default('16K'),
         shutdown_timeout_seconds: z.number().min(0).max(Math.floor(MAX_TIMER_MS / 1000)).default(30),
+        // Dev mode only (--mode dev); production ignores it.
+        live_reload: z.boolean().default(true),
       })
       .strict()
       .default({}),

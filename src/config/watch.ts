@@ -1,8 +1,9 @@
 // Watches the config files for a reload: server.yaml's folder, the workers folder (apps appearing or
-// disappearing) and every app's config folder. Folders rather than files, because editors save by
-// writing a new file and renaming it over the old one. Changes are debounced into one callback.
+// disappearing), every app folder (its config folder or document root appearing after the folder)
+// and every app's config folder. Folders rather than files, because editors save by writing a new
+// file and renaming it over the old one. Changes are debounced into one callback.
 
-import { existsSync, readdirSync, watch, type FSWatcher } from 'node:fs';
+import { existsSync, readdirSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 export interface ConfigWatcherOptions {
@@ -19,6 +20,17 @@ function relevant(dir: string, name: string | null, options: ConfigWatcherOption
   if (name === null) return true;
   if (dir === options.workersDir) return true; // an app folder added, removed or renamed
   if (dir === dirname(options.configFile)) return name === basename(options.configFile);
+  if (dirname(dir) === options.workersDir) {
+    // An app folder: its config folder, or a folder (the document root) created after the
+    // worker.yaml that names it, which left the app invalid until now. Files (a log written into
+    // the app folder on every request) are no reason to reload.
+    if (name === 'config') return true;
+    try {
+      return statSync(join(dir, name)).isDirectory();
+    } catch {
+      return false;
+    }
+  }
   return name === 'worker.yaml';
 }
 
@@ -45,7 +57,10 @@ export class ConfigWatcher {
     const wanted = new Set<string>([dirname(this.#options.configFile), this.#options.workersDir]);
     if (existsSync(this.#options.workersDir)) {
       for (const entry of readdirSync(this.#options.workersDir, { withFileTypes: true })) {
-        if (entry.isDirectory() || entry.isSymbolicLink()) wanted.add(join(this.#options.workersDir, entry.name, 'config'));
+        if (!entry.isDirectory() && !entry.isSymbolicLink()) continue;
+        // The app folder itself too: a config folder made after the app folder is seen only there.
+        wanted.add(join(this.#options.workersDir, entry.name));
+        wanted.add(join(this.#options.workersDir, entry.name, 'config'));
       }
     }
     for (const [dir, watcher] of this.#watchers) {

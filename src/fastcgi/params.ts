@@ -48,15 +48,67 @@ function utf8Length(text: string): number {
 export interface MeasuredParams {
   /** The pairs, in order. */
   entries: ReadonlyArray<readonly [string, ParamValue]>;
-  /** Encoded lengths: the name of pair i at 2i, its value at 2i + 1. */
-  lengths: number[];
+  /** Encoded lengths: the name of pair i at 2i, its value at 2i + 1 (null when `latin1` holds the stream). */
+  lengths: number[] | null;
   /** Bytes of the encoded name-value stream. */
   totalBytes: number;
+  /**
+   * The whole encoded stream as a string of byte values (each character one byte), when every name
+   * and value is an ASCII string: written with one call instead of a loop per character.
+   */
+  latin1: string | null;
+}
+
+/** The one-byte length prefixes (0-127) as one-character strings, made once. */
+const SHORT_LENGTHS = Array.from({ length: 128 }, (_, n) => String.fromCharCode(n));
+
+/**
+ * The encoded stream as a latin1 string when every part is an ASCII string, else null. The usual
+ * CGI environment is all ASCII (Node hands non-ASCII header bytes over as Buffers, see cgi/env.ts),
+ * and counting and copying it character by character in JavaScript cost about 3 µs a request
+ * (issue 8). Whether it is all ASCII is settled by one UTF-8 count of the whole string: each
+ * non-ASCII character takes at least two bytes, and so does each prefix byte of 0x80 or above (the
+ * first byte of a 4-byte length, and any of its others that high), which are counted here.
+ */
+function latin1Stream(entries: ReadonlyArray<readonly [string, ParamValue]>): string | null {
+  let stream = '';
+  let highPrefixBytes = 0;
+  for (let i = 0; i < entries.length; i++) {
+    const [name, value] = entries[i]!;
+    if (typeof value !== 'string') return null;
+    const nl = name.length;
+    const vl = value.length;
+    if (nl > 127) {
+      stream += longLength(nl);
+      highPrefixBytes += highBytes(nl);
+    } else stream += SHORT_LENGTHS[nl]!;
+    if (vl > 127) {
+      stream += longLength(vl);
+      highPrefixBytes += highBytes(vl);
+    } else stream += SHORT_LENGTHS[vl]!;
+    stream += name;
+    stream += value;
+  }
+  return Buffer.byteLength(stream, 'utf8') === stream.length + highPrefixBytes ? stream : null;
+}
+
+/** A 4-byte length (spec 3.4: high bit set) as four byte-valued characters. */
+function longLength(length: number): string {
+  return String.fromCharCode(((length >>> 24) & 0x7f) | 0x80, (length >>> 16) & 0xff, (length >>> 8) & 0xff, length & 0xff);
+}
+
+/** How many of a 4-byte length's bytes are 0x80 or above (UTF-8 takes two bytes for each). */
+function highBytes(length: number): number {
+  return 1 + ((length >>> 16) & 0x80 ? 1 : 0) + ((length >>> 8) & 0x80 ? 1 : 0) + (length & 0x80 ? 1 : 0);
 }
 
 /** Measures pairs; throws FCGI_PARAMS_TOO_LARGE past `maxBytes` and RangeError for a part over 2^31-1 bytes. */
 export function measureParams(pairs: ParamPairs, maxBytes = DEFAULT_MAX_PARAMS_BYTES): MeasuredParams {
   const entries = entriesOf(pairs);
+  // A JavaScript string is far shorter than 2^31-1, so only the total limit applies here; over it,
+  // the loop below says where the limit was passed.
+  const latin1 = latin1Stream(entries);
+  if (latin1 !== null && latin1.length <= maxBytes) return { entries, lengths: null, totalBytes: latin1.length, latin1 };
   const lengths = new Array<number>(entries.length * 2);
   let total = 0;
   for (let i = 0; i < entries.length; i++) {
@@ -76,7 +128,7 @@ export function measureParams(pairs: ParamPairs, maxBytes = DEFAULT_MAX_PARAMS_B
     lengths[2 * i] = nb;
     lengths[2 * i + 1] = vb;
   }
-  return { entries, lengths, totalBytes: total };
+  return { entries, lengths, totalBytes: total, latin1: null };
 }
 
 /**
@@ -93,8 +145,10 @@ function writeString(target: Buffer, at: number, text: string, bytes: number): n
 
 /** Writes measured pairs into `target` at `offset`; returns the offset after them. */
 export function writeParams(target: Buffer, offset: number, measured: MeasuredParams): number {
+  if (measured.latin1 !== null) return offset + target.write(measured.latin1, offset, 'latin1');
   let at = offset;
-  const { entries, lengths } = measured;
+  const { entries } = measured;
+  const lengths = measured.lengths!;
   for (let i = 0; i < entries.length; i++) {
     const [name, value] = entries[i]!;
     const nb = lengths[2 * i]!;
@@ -123,6 +177,10 @@ export function encodeParams(pairs: ParamPairs, maxBytes = DEFAULT_MAX_PARAMS_BY
 export function decodeParams(stream: Buffer): RawParam[] {
   const pairs: RawParam[] = [];
   const end = stream.length;
+  // The stream as latin1 text, made with one call: an ASCII name (the usual) is then a substring of
+  // it rather than a call into C++ of its own, about 35 of them per request (issue 8).
+  const text = stream.toString('latin1');
+  const values: Buffer[] = [];
   let at = 0;
   while (at < end) {
     const start = at;
@@ -145,13 +203,30 @@ export function decodeParams(stream: Buffer): RawParam[] {
         `name-value pair at byte ${start} declares ${nameLength}+${valueLength} bytes but the stream has ${end - at} left`,
       );
     }
-    // Names are decoded as UTF-8, the encoding encodeParams writes them in, so pairs round-trip.
-    const name = stream.toString('utf8', at, at + nameLength);
+    // Names are decoded as UTF-8, the encoding encodeParams writes them in, so pairs round-trip
+    // (for ASCII, UTF-8 and latin1 read the same).
+    const name = isAscii(stream, at, at + nameLength) ? text.slice(at, at + nameLength) : stream.toString('utf8', at, at + nameLength);
     at += nameLength;
-    pairs.push([name, stream.subarray(at, at + valueLength)]);
+    const value = stream.subarray(at, at + valueLength);
+    pairs.push([name, value]);
+    values.push(value);
     at += valueLength;
   }
+  DECODED.set(pairs, { text, stream, values });
   return pairs;
+}
+
+/**
+ * What decodeParams made each array of pairs from: the stream, its latin1 text and the values it
+ * handed out, so paramsToMap can take an ASCII value as a substring of that text rather than
+ * decoding each value with a call into C++ (about 35 a request at the FastCGI front; issue 8).
+ */
+const DECODED = new WeakMap<readonly RawParam[], { text: string; stream: Buffer; values: Buffer[] }>();
+
+/** True when bytes from..to are all ASCII. */
+function isAscii(bytes: Buffer, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (bytes[i]! > 0x7f) return false;
+  return true;
 }
 
 /** A length prefix cut off by the end of the stream: `left` bytes remain where it needs 1 or 4. */
@@ -202,6 +277,17 @@ export class ParamsCollector {
 /** Turns decoded pairs into a map of UTF-8 strings (later duplicates win, as in a CGI environment). */
 export function paramsToMap(pairs: readonly RawParam[]): Map<string, string> {
   const map = new Map<string, string>();
-  for (const [name, value] of pairs) map.set(name, value.toString('utf8'));
+  const decoded = DECODED.get(pairs);
+  // Pairs as decodeParams returned them, unchanged (the same values in the same places): an ASCII
+  // value reads the same in latin1 as in UTF-8, and is cut from the stream's text.
+  const values = decoded !== undefined && decoded.values.length === pairs.length ? decoded.values : null;
+  const base = decoded?.stream.byteOffset ?? 0;
+  for (let i = 0; i < pairs.length; i++) {
+    const [name, value] = pairs[i]!;
+    if (values !== null && values[i] === value && isAscii(value, 0, value.length)) {
+      const from = value.byteOffset - base;
+      map.set(name, decoded!.text.slice(from, from + value.length));
+    } else map.set(name, value.toString('utf8'));
+  }
   return map;
 }

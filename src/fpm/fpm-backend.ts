@@ -10,6 +10,7 @@ import type { AppConfig, Mode } from '../config/load.js';
 import { ConfigValueError, FastCGITimeoutError, PhpTimeoutError, PoolUnavailableError, TQServerError } from '../errors.js';
 import { formatAddress, type Address } from '../fastcgi/address.js';
 import { FastCGIClient } from '../fastcgi/client-pool.js';
+import { MAX_CONTENT_BYTES } from '../fastcgi/protocol.js';
 import { FastCGIResponse, toAbortError, type EndResult, type RequestController, type RequestOptions, type ResponseHandler } from '../fastcgi/client.js';
 import type { Logger } from '../log.js';
 import { detectPhp, type PhpBinary } from '../php/binary.js';
@@ -608,6 +609,9 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
       // sent in that moment would be lost). For an external php-fpm, php.pool.max_requests says what
       // its pool's pm.max_requests is.
       maxRequestsPerConnection: p.maxRequests,
+      // php-fpm parses each PARAMS record on its own (main/fastcgi.c) and drops the connection when a
+      // pair runs into the next one: params must fit one record, else a clean 431 (see worker.ts).
+      maxParamsBytes: MAX_CONTENT_BYTES,
     });
   }
 

@@ -41,6 +41,7 @@ describe('wantsJson', () => {
 describe('describeFailure', () => {
   const rows: Array<{ name: string; error: unknown; status: number; code: string | undefined; message: RegExp }> = [
     { name: 'a full pool queue', error: new PoolUnavailableError('POOL_QUEUE_FULL', 'pool blog: queue full (256 waiting)'), status: 503, code: 'POOL_QUEUE_FULL', message: /busy; please retry/ },
+    { name: 'a pool in a crash loop', error: new PoolUnavailableError('POOL_CRASH_LOOP', 'pool blog: workers keep crashing'), status: 503, code: 'POOL_CRASH_LOOP', message: /^The application is temporarily unavailable; please retry shortly\.$/ },
     { name: 'a read timeout', error: new FastCGITimeoutError('FCGI_READ_TIMEOUT', 'no data for 30000 ms'), status: 504, code: 'FCGI_READ_TIMEOUT', message: /did not answer in time/ },
     { name: 'a refused connection', error: new FastCGIConnectionError('FCGI_CONNECT_REFUSED', 'ECONNREFUSED'), status: 502, code: 'FCGI_CONNECT_REFUSED', message: /failed to produce a response/ },
     { name: 'params too large', error: new FastCGIProtocolError('FCGI_PARAMS_TOO_LARGE', 'too big'), status: 431, code: 'FCGI_PARAMS_TOO_LARGE', message: /headers are too large/ },

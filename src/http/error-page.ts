@@ -62,9 +62,12 @@ export function sendError(request: IncomingMessage, response: ServerResponse, st
 export function describeFailure(error: unknown): { status: number; message: string; code: string | undefined } {
   const status = httpStatusFor(error);
   const code = error instanceof TQServerError ? error.code : undefined;
+  // A pool in a crash loop or a php-fpm that is down is not busy: it is unavailable for now.
+  const retryLater =
+    code === 'POOL_CRASH_LOOP' || code === 'UPSTREAM_DOWN' ? 'The application is temporarily unavailable; please retry shortly.' : 'The application is busy; please retry shortly.';
   const message =
     status === 503
-      ? 'The application is busy; please retry shortly.'
+      ? retryLater
       : status === 504
         ? 'The application did not answer in time.'
         : status === 502

@@ -1,4 +1,4 @@
-// One HTTP request to PHP and back: the body streamed to the backend (chunked bodies spooled first),
+// One HTTP request to PHP and back: the body read first (or streamed, with request buffering off),
 // the CGI head parsed, the body streamed to the client with backpressure, aborts passed on, and
 // every failure turned into its status through the one map in errors.ts.
 
@@ -22,6 +22,10 @@ export interface ProxyTarget {
   route: Omit<CgiRoute, 'extra'>;
   query: string;
   maxBodyBytes: number;
+  /** Read a body with a Content-Length completely before a PHP worker is taken (server.request_buffering). */
+  requestBuffering: boolean;
+  /** A body read first is kept in memory up to this size, then in a private temp file (server.body_buffer_size). */
+  bodyBufferBytes: number;
   writeTimeoutMs: number;
   log: Logger;
   /** The request's id, in every log line about it. */
@@ -35,7 +39,7 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'te
 
 /**
  * Runs a PHP request and answers it. The answer is settled through the response's own events; the
- * returned promise (only while a chunked body is spooled first) settles when PHP has the request.
+ * returned promise (only while a body is read first) settles when PHP has the request.
  * Written without a promise or closures per request on purpose (issue 8): one PhpExchange object is
  * the handler the backend calls.
  */
@@ -59,19 +63,28 @@ export function proxyToPhp(request: IncomingMessage, response: ServerResponse, t
       sendErrorWithId(request, response, target.requestId, 413, `The request body is larger than ${target.maxBodyBytes} bytes.`);
       return undefined;
     }
-    body = contentLength > 0 ? request : null;
+    if (contentLength > 0) {
+      // As nginx's fastcgi_request_buffering: a slow upload must not hold a PHP worker while its body
+      // trickles in, or a handful of slow clients starve the pool.
+      if (target.requestBuffering) return spoolThenProxy(request, response, target);
+      body = request;
+    }
   }
   new PhpExchange(request, response, target, null).start(contentLength, body);
   return undefined;
 }
 
-/** A chunked body is read completely first: PHP needs its CONTENT_LENGTH. */
+/**
+ * The body is read completely before PHP is asked: always for a chunked body (PHP needs its
+ * CONTENT_LENGTH), and for every body with request buffering on.
+ */
 async function spoolThenProxy(request: IncomingMessage, response: ServerResponse, target: ProxyTarget): Promise<void> {
   let spooled: SpooledBody;
   try {
-    spooled = await spoolBody(request, target.maxBodyBytes);
+    spooled = await spoolBody(request, target.maxBodyBytes, target.bodyBufferBytes);
   } catch (error) {
     if (error instanceof BodyTooLargeError) {
+      // Only a chunked body gets here: a Content-Length over the limit was refused before reading.
       target.log.info({ app: target.app, req: target.requestId }, `413 ${request.method} ${request.url}: chunked body over max_body_size (${target.maxBodyBytes})`);
       response.setHeader('Connection', 'close');
       sendErrorWithId(request, response, target.requestId, 413, `The request body is larger than ${target.maxBodyBytes} bytes.`);
@@ -81,7 +94,39 @@ async function spoolThenProxy(request: IncomingMessage, response: ServerResponse
     }
     return;
   }
+  target.timing.queuedAt = performance.now();
   new PhpExchange(request, response, target, spooled).start(spooled.length, spooled.body);
+}
+
+/** A connection's addresses, as CGI wants them. */
+interface Endpoints {
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  localPort: number;
+  tls: boolean;
+}
+
+/**
+ * Kept per connection: they never change on it, and each of Node's getters looks them up through
+ * the socket's handle again, four lookups per request on a kept-alive connection (issue 8).
+ */
+const ENDPOINTS = new WeakMap<Socket, Endpoints>();
+
+function endpointsOf(socket: Socket & Partial<TLSSocket>): Endpoints {
+  let ends = ENDPOINTS.get(socket);
+  if (ends === undefined) {
+    ends = {
+      remoteAddress: socket.remoteAddress ?? '',
+      remotePort: socket.remotePort ?? 0,
+      localAddress: socket.localAddress ?? '',
+      localPort: socket.localPort ?? 0,
+      tls: socket.encrypted === true,
+    };
+    // A socket whose peer is already gone has no address to remember; the next request asks again.
+    if (ends.remoteAddress !== '') ENDPOINTS.set(socket, ends);
+  }
+  return ends;
 }
 
 /** An error page that carries the request id, as every other answer does. */
@@ -123,7 +168,7 @@ class PhpExchange implements ResponseHandler {
   start(contentLength: number | null, body: RequestBody): void {
     const request = this.#request;
     const target = this.#target;
-    const socket = request.socket as Socket & Partial<TLSSocket>;
+    const ends = endpointsOf(request.socket as Socket & Partial<TLSSocket>);
     const params = buildCgiEnv(
       {
         method: request.method ?? 'GET',
@@ -131,11 +176,11 @@ class PhpExchange implements ResponseHandler {
         query: target.query,
         httpVersion: request.httpVersion,
         rawHeaders: request.rawHeaders,
-        remoteAddress: socket.remoteAddress ?? '',
-        remotePort: socket.remotePort ?? 0,
-        localAddress: socket.localAddress ?? '',
-        localPort: socket.localPort ?? 0,
-        tls: socket.encrypted === true,
+        remoteAddress: ends.remoteAddress,
+        remotePort: ends.remotePort,
+        localAddress: ends.localAddress,
+        localPort: ends.localPort,
+        tls: ends.tls,
         contentLength,
       },
       target.route,

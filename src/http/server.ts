@@ -12,6 +12,7 @@ import { normalizeTarget } from './path.js';
 import { proxyToPhp } from './proxy.js';
 import { resolvePath, type ResolveOptions } from './resolve.js';
 import { serveStatic } from './static.js';
+import type { LiveReload } from './live-reload.js';
 import { newPhpTiming, requestIdFor, type PhpTiming, type RequestKind, type RequestObserver } from '../observe/request-record.js';
 
 export interface HttpApp {
@@ -39,6 +40,8 @@ export interface HttpFrontOptions {
   admin?: AdminHandler;
   /** Called once per request when its response is finished or abandoned. */
   onRequest?: RequestObserver;
+  /** Dev mode's live reload (its reserved paths, the tag in pages); absent in production. */
+  liveReload?: LiveReload;
 }
 
 /** What #route learns about a request, for the record observers get. */
@@ -78,6 +81,13 @@ export class HttpFront {
       (request, response) => this.#handle(request, response),
     );
     this.#server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(error, socket));
+    // CONNECT (an authority-form target) asks for a tunnel, and TQServer is no proxy. Without a
+    // listener Node drops the connection without a word; nginx answers 400, and so does this.
+    this.#server.on('connect', (request: IncomingMessage, socket: Socket) => {
+      socket.on('error', () => socket.destroy());
+      this.#log.info({ remote: socket.remoteAddress }, `400 CONNECT ${String(request.url).slice(0, 200)}: TQServer is not a proxy`);
+      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nBad Request\n');
+    });
   }
 
   /** Replaces the apps (hot reload); requests in progress keep the app they started with. */
@@ -90,6 +100,11 @@ export class HttpFront {
     this.#server.requestTimeout = server.readTimeoutMs;
     this.#server.headersTimeout = Math.min(server.readTimeoutMs, 60_000);
     this.#server.keepAliveTimeout = server.idleTimeoutMs;
+  }
+
+  /** Turns dev mode's live reload on (a hub) or off (undefined) for requests from now on. */
+  setLiveReload(liveReload: LiveReload | undefined): void {
+    this.#options = { ...this.#options, liveReload };
   }
 
   setApps(apps: readonly HttpApp[]): void {
@@ -174,7 +189,8 @@ export class HttpFront {
         bytesSent: socket.bytesWritten - bytesBefore,
         startedAt,
         durationMs: now - startedPerf,
-        queueMs: timing ? (dispatched ?? timing.endedAt ?? now) - startedPerf : null,
+        // The queue wait starts when the backend got the request: a body read first is the client's time, not the pool's.
+        queueMs: timing ? (dispatched ?? timing.endedAt ?? now) - (timing.queuedAt ?? startedPerf) : null,
         phpMs: dispatched !== null ? (timing!.endedAt ?? now) - dispatched : null,
         backend: timing?.backend ?? null,
         workerPid: timing?.workerPid ?? null,
@@ -213,6 +229,14 @@ export class HttpFront {
    * chunked upload (spooled before PHP sees it) has anything to wait for.
    */
   #route(request: IncomingMessage, response: ServerResponse, context: RequestContext): Promise<void> | undefined {
+    const refusal = refuseFraming(request);
+    if (refusal) {
+      this.#log.info({ req: context.id }, `${refusal.status} ${request.method} ${request.url?.slice(0, 200)}: ${refusal.reason}`);
+      response.setHeader('Connection', 'close');
+      response.setHeader('X-Request-Id', context.id);
+      sendError(request, response, refusal.status, refusal.reason);
+      return undefined;
+    }
     const target = normalizeTarget(request.url ?? '/');
     if (!target.ok) {
       this.#log.info({ req: context.id, url: request.url?.slice(0, 200) }, `400 ${request.method}: ${target.reason}`);
@@ -228,6 +252,13 @@ export class HttpFront {
         return undefined;
       }
     }
+    const live = this.#options.liveReload;
+    if (live && live.claims(target.path)) {
+      context.kind = 'admin';
+      response.setHeader('X-Request-Id', context.id);
+      live.answer(request, response, target.path);
+      return undefined;
+    }
     const match = this.#router.match(target.path);
     if (!match) {
       context.kind = 'not-found';
@@ -239,6 +270,7 @@ export class HttpFront {
     context.app = app.name;
     const resolution = resolvePath(match.rest, app.resolve);
     context.kind = resolution.kind;
+    if (live && (resolution.kind === 'php' || resolution.kind === 'static')) live.inject(request, response);
     if (resolution.kind !== 'php' && !response.hasHeader('X-Request-Id')) response.setHeader('X-Request-Id', context.id);
     switch (resolution.kind) {
       case 'static':
@@ -272,6 +304,8 @@ export class HttpFront {
           },
           query: target.query,
           maxBodyBytes: this.#options.server.maxBodyBytes,
+          requestBuffering: this.#options.server.requestBuffering,
+          bodyBufferBytes: this.#options.server.bodyBufferBytes,
           writeTimeoutMs: this.#options.server.writeTimeoutMs,
           log: this.#log,
           requestId: context.id,
@@ -321,8 +355,36 @@ export class HttpFront {
       });
       return;
     }
+    // The error is in the body of a request answered before its body was read (a 404, a 405, a
+    // redirect): a second answer would be taken for the answer to the client's next request.
+    const parsing = (socket as Socket & { parser?: { incoming?: IncomingMessage | null } | null }).parser?.incoming;
+    if (parsing && !parsing.complete) {
+      socket.destroy();
+      return;
+    }
     answer();
   }
+}
+
+/**
+ * What Node's parser lets through but RFC 9112 refuses (nginx too): an HTTP/2.0 request line (505),
+ * a transfer coding besides chunked (6.1: 501; any Transfer-Encoding in HTTP/1.0 is faulty framing,
+ * 400), a second Host (3.2: 400). Null for the usual request, after a few cheap checks.
+ */
+function refuseFraming(request: IncomingMessage): { status: number; reason: string } | null {
+  if (request.httpVersionMajor > 1) return { status: 505, reason: `HTTP/${request.httpVersion} is not HTTP/1.x.` };
+  const coding = request.headers['transfer-encoding'];
+  if (coding !== undefined) {
+    if (request.httpVersionMinor === 0) return { status: 400, reason: 'Transfer-Encoding is not HTTP/1.0.' };
+    // A coding before chunked is one TQServer cannot decode (6.1: 501). Without chunked last the
+    // body has no known end: Node's parser answers that itself (400) once it reads the body.
+    const codings = coding.toLowerCase();
+    if (codings.trim() !== 'chunked' && /,[ \t]*chunked[ \t]*$/.test(codings)) return { status: 501, reason: 'Only the chunked transfer coding is supported.' };
+  }
+  const raw = request.rawHeaders;
+  let hosts = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host' && ++hosts > 1) return { status: 400, reason: 'More than one Host header.' };
+  return null;
 }
 
 function headerText(value: string | string[] | undefined): string {

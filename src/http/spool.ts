@@ -1,5 +1,6 @@
-// Request bodies of unknown length (chunked) read completely before PHP sees them, because php-fpm
-// and php-cgi need CONTENT_LENGTH: kept in memory up to a threshold, then in a private temp file.
+// Request bodies read completely before PHP sees them: a chunked one because php-fpm and php-cgi
+// need CONTENT_LENGTH, and with server.request_buffering every one, so that a slow upload holds no
+// PHP worker. Kept in memory up to a threshold (server.body_buffer_size), then in a private temp file.
 
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -26,7 +27,8 @@ export class BodyTooLargeError extends Error {
   }
 }
 
-export const DEFAULT_MEMORY_THRESHOLD = 1024 * 1024;
+/** server.body_buffer_size's default. */
+export const DEFAULT_MEMORY_THRESHOLD = 128 * 1024;
 
 /** Bytes allowed to wait for the temp file before the client is paused. */
 const QUEUE_HIGH_BYTES = 1024 * 1024;

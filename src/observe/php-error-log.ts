@@ -73,10 +73,18 @@ export class PhpErrorLog {
     const lines = splitLines(text);
     if (lines.length === 0) return;
     const at = this.#clock();
-    for (const line of lines) this.file.writeLine(formatPhpErrorLine(stream, context, pid, line, at));
+    for (const line of lines) {
+      // As php-fpm's log_limit and nginx's error line cap: a script's megabyte message costs the log
+      // a line, not megabytes (the processes' own output lines come already cut, see worker.ts).
+      const message = stream === 'fcgi_stderr' && line.length > MAX_LINE ? `${line.slice(0, MAX_LINE)}... (${line.length} chars)` : line;
+      this.file.writeLine(formatPhpErrorLine(stream, context, pid, message, at));
+    }
     this.#onLines(lines.length);
   }
 }
+
+/** Longest message kept in a PHP error log line (as the php-cgi processes' own output lines). */
+const MAX_LINE = 8192;
 
 /**
  * The handler PhpErrorLogBackend puts in front of the caller's: FCGI_STDERR to the log, the rest
@@ -87,6 +95,8 @@ class StderrToLog implements ResponseHandler {
   readonly #errors: PhpErrorLog;
   readonly #context: PhpRequestContext;
   readonly #passOn: boolean;
+  /** The end of a line a record cut off, waiting for the rest (see onStderr). */
+  #tail: Buffer | null = null;
 
   constructor(handler: ResponseHandler, errors: PhpErrorLog, context: PhpRequestContext, passOn: boolean) {
     this.#handler = handler;
@@ -100,15 +110,33 @@ class StderrToLog implements ResponseHandler {
   }
 
   onStderr(chunk: Buffer): void {
-    this.#errors.requestOutput(chunk, this.#context);
+    // PHP's 8 KiB output buffer cuts messages across FCGI_STDERR records: the bytes after the last
+    // line break wait for the rest of their line (the next record, or the end of the request), or a
+    // 1 KiB message would be logged as two lines now and then. A longer tail is logged as it is.
+    let data = this.#tail ? Buffer.concat([this.#tail, chunk]) : chunk;
+    this.#tail = null;
+    const end = data.lastIndexOf(0x0a) + 1;
+    if (end < data.length && data.length - end <= MAX_LINE) {
+      this.#tail = Buffer.from(data.subarray(end));
+      data = data.subarray(0, end);
+    }
+    if (data.length > 0) this.#errors.requestOutput(data, this.#context);
     if (this.#passOn) this.#handler.onStderr(chunk);
   }
 
+  #flushTail(): void {
+    if (!this.#tail) return;
+    this.#errors.requestOutput(this.#tail, this.#context);
+    this.#tail = null;
+  }
+
   onEnd(result: EndResult): void {
+    this.#flushTail();
     this.#handler.onEnd(result);
   }
 
   onError(error: Error): void {
+    this.#flushTail();
     this.#handler.onError(error);
   }
 

@@ -61,6 +61,8 @@ export function requestIdFor(header: string | string[] | undefined): string {
 
 /** Timing a PHP request fills in as it goes. */
 export interface PhpTiming {
+  /** When the request was handed to the backend, if not on arrival: after its body was read first. */
+  queuedAt: number | null;
   dispatchedAt: number | null;
   endedAt: number | null;
   backend: 'php-cgi' | 'php-fpm' | null;
@@ -70,5 +72,5 @@ export interface PhpTiming {
 }
 
 export function newPhpTiming(): PhpTiming {
-  return { dispatchedAt: null, endedAt: null, backend: null, workerPid: null, script: null, error: null };
+  return { queuedAt: null, dispatchedAt: null, endedAt: null, backend: null, workerPid: null, script: null, error: null };
 }

@@ -39,7 +39,11 @@ export interface PoolConfig extends PmConfig {
   startTimeoutMs?: number;
   stopTimeoutMs?: number;
   abortGraceMs?: number;
-  /** emergency_restart_threshold / _interval: this many crashes within intervalMs pause respawning. */
+  /**
+   * emergency_restart_threshold / _interval: this many crashes within intervalMs pause respawning.
+   * Only workers that never finished a request count: one killed after serving (OOM killer, an
+   * operator) is replaced at once, however often it happens.
+   */
   crashThreshold?: number;
   crashIntervalMs?: number;
   /** Longest pause between respawn attempts in a crash loop (it doubles from 1 s up to this). */
@@ -107,6 +111,9 @@ interface Waiter {
   timer: NodeJS.Timeout | null;
 }
 
+/** Errors that say a request never reached its worker (the connect failed): safe to send again. */
+const NEVER_REACHED_PHP = new Set(['FCGI_CONNECT_REFUSED', 'FCGI_CONNECT_TIMEOUT']);
+
 const DEFAULT_CRASH_THRESHOLD = 10;
 const DEFAULT_CRASH_INTERVAL_MS = 60_000;
 const DEFAULT_CRASH_BACKOFF_MAX_MS = 30_000;
@@ -120,6 +127,8 @@ const DEFAULT_CRASH_BACKOFF_MAX_MS = 30_000;
 class PoolRequest implements RequestController, ResponseHandler {
   inner: RequestController | null = null;
   finished = false;
+  /** Queues the request again (once) when its worker could not be reached; false when it cannot. */
+  requeue: (() => boolean) | null = null;
   /** request_timeout, while the request runs. */
   timer: NodeJS.Timeout | null = null;
   readonly #handler: ResponseHandler;
@@ -153,6 +162,16 @@ class PoolRequest implements RequestController, ResponseHandler {
 
   onError(error: Error): void {
     if (this.finished) return;
+    if (this.requeue && NEVER_REACHED_PHP.has((error as { code?: string }).code ?? '')) {
+      // The worker died while idle (killed, crashed) before the pool noticed: nothing of the request
+      // reached PHP, so it goes back to the queue for another worker instead of costing a 502.
+      const requeue = this.requeue;
+      this.requeue = null;
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = null;
+      this.inner = null;
+      if (requeue()) return;
+    }
     this.finish();
     this.#handler.onError(error);
   }
@@ -202,6 +221,8 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   #lastSpareKillAt = 0;
   #recheckTimer: NodeJS.Timeout | null = null;
   #crashTimes: number[] = [];
+  /** Workers that finished at least one request: their crash is not a crash loop. */
+  readonly #proven = new WeakSet<PhpCgiWorker>();
   #crashBackoffMs = 0;
   #respawnAt = 0;
   readonly #startTime: number;
@@ -304,19 +325,25 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     }
     // While queued the caller's signal is watched here; once running, the connection watches it.
     const onAbort = signal ? () => request.abort(signal.reason) : null;
+    const grant = (worker: PhpCgiWorker) => {
+      if (onAbort) signal!.removeEventListener('abort', onAbort);
+      this.#run(worker, request, options, info);
+    };
+    const fail = (error: Error) => {
+      if (onAbort) signal!.removeEventListener('abort', onAbort);
+      if (request.finished) return;
+      request.finished = true;
+      handler.onError(error);
+    };
+    request.requeue = () => {
+      if (this.#state !== 'running' || signal?.aborted) return false;
+      this.#accepted -= 1;
+      if (onAbort) signal!.addEventListener('abort', onAbort, { once: true });
+      waiter = this.#enqueue(grant, fail);
+      return true;
+    };
     if (onAbort) signal!.addEventListener('abort', onAbort, { once: true });
-    waiter = this.#enqueue(
-      (worker) => {
-        if (onAbort) signal!.removeEventListener('abort', onAbort);
-        this.#run(worker, request, options, info);
-      },
-      (error) => {
-        if (onAbort) signal!.removeEventListener('abort', onAbort);
-        if (request.finished) return;
-        request.finished = true;
-        handler.onError(error);
-      },
-    );
+    waiter = this.#enqueue(grant, fail);
     return request;
   }
 
@@ -643,6 +670,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   #onWorkerState(worker: PhpCgiWorker, from: WorkerState, to: WorkerState): void {
     // Announced before it is handed a request, so listeners see every worker while it is idle.
     if (from === 'starting' && to === 'idle') this.emit('worker-ready', worker);
+    if (from === 'active' && to === 'idle') this.#proven.add(worker);
     if (to === 'idle') this.#onIdle(worker);
     else if (from === 'idle') {
       // Leaving idle for anything but a request it was granted (stopping, crashed).
@@ -664,7 +692,9 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       { pool: this.name, pid: exit.pid, reason: exit.reason, code: exit.code, signal: exit.signal, requests: worker.requests },
       `pool ${this.name}: php-cgi pid ${exit.pid} ${exit.reason === 'crashed' ? 'crashed' : `exited (${exit.reason})`} after ${worker.requests} requests`,
     );
-    if (exit.reason === 'crashed') this.#noteCrash();
+    // A worker that served and was then killed says nothing about the binary or php.ini; one that
+    // died before finishing its first request may, and enough of those are a crash loop.
+    if (exit.reason === 'crashed' && !this.#proven.has(worker)) this.#noteCrash();
     this.emit('worker-exit', worker, exit);
     if (this.#workers.size === 0) for (const resolve of this.#stopWaiters.splice(0)) resolve();
     this.#reconcile();
@@ -681,17 +711,21 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       this.#crashBackoffMs = 0;
       return;
     }
-    this.#crashBackoffMs = Math.min(Math.max(this.#crashBackoffMs * 2, 1000), this.#config.crashBackoffMaxMs ?? DEFAULT_CRASH_BACKOFF_MAX_MS);
-    this.#respawnAt = now + this.#crashBackoffMs;
-    this.#log.error(
-      { pool: this.name, crashes: this.#crashTimes.length, retryInMs: this.#crashBackoffMs },
-      `pool ${this.name}: ${this.#crashTimes.length} worker crashes within ${intervalMs / 1000} s; pausing respawn for ${this.#crashBackoffMs} ms. Check the php-cgi errors above (binary, php.ini, extensions).`,
-    );
-    this.emit('crash-loop', this.name, this.#crashTimes.length, this.#crashBackoffMs);
+    // The pause doubles once per failed round of respawns: the other workers of a round that is
+    // already paused (started together, crashing together) do not lengthen it again.
+    if (now >= this.#respawnAt) {
+      this.#crashBackoffMs = Math.min(Math.max(this.#crashBackoffMs * 2, 1000), this.#config.crashBackoffMaxMs ?? DEFAULT_CRASH_BACKOFF_MAX_MS);
+      this.#respawnAt = now + this.#crashBackoffMs;
+      this.#log.error(
+        { pool: this.name, crashes: this.#crashTimes.length, retryInMs: this.#crashBackoffMs },
+        `pool ${this.name}: ${this.#crashTimes.length} worker crashes within ${intervalMs / 1000} s; pausing respawn for ${this.#crashBackoffMs} ms. Check the php-cgi errors above (binary, php.ini, extensions).`,
+      );
+      this.emit('crash-loop', this.name, this.#crashTimes.length, this.#crashBackoffMs);
+    }
     // Requests waiting for a worker that cannot come now get a clear answer instead of a long wait.
     if (this.#servingCount() === 0) {
       for (const waiter of this.#queue.splice(0)) {
-        this.#failWaiter(waiter, new PoolUnavailableError('POOL_CRASH_LOOP', `pool ${this.name}: workers keep crashing; respawning paused for ${this.#crashBackoffMs} ms`));
+        this.#failWaiter(waiter, new PoolUnavailableError('POOL_CRASH_LOOP', `pool ${this.name}: workers keep crashing; respawning paused for ${this.#respawnAt - now} ms`));
       }
     }
   }

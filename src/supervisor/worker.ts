@@ -4,9 +4,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { readFileSync, rmSync } from 'node:fs';
-import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
 import { FastCGIAbortError, FastCGIConnectionError, WorkerStartError } from '../errors.js';
 import { formatAddress, type Address } from '../fastcgi/address.js';
+import { MAX_CONTENT_BYTES } from '../fastcgi/protocol.js';
 import { FastCGIConnection, toAbortError, type ConnectionOptions, type EndResult, type RequestController, type RequestOptions, type ResponseHandler } from '../fastcgi/client.js';
 import type { Logger } from '../log.js';
 import { buildPhpCgiArgs, type PhpBinary } from '../php/binary.js';
@@ -79,10 +80,12 @@ export interface WorkerStats {
 class AbortWatch implements ResponseHandler {
   readonly #handler: ResponseHandler;
   readonly #onAborted: () => void;
+  readonly #onEnded: () => void;
 
-  constructor(handler: ResponseHandler, onAborted: () => void) {
+  constructor(handler: ResponseHandler, onAborted: () => void, onEnded: () => void) {
     this.#handler = handler;
     this.#onAborted = onAborted;
+    this.#onEnded = onEnded;
   }
 
   onStdout(chunk: Buffer): boolean {
@@ -94,6 +97,7 @@ class AbortWatch implements ResponseHandler {
   }
 
   onEnd(result: EndResult): void {
+    this.#onEnded();
     this.#handler.onEnd(result);
   }
 
@@ -125,6 +129,11 @@ export class PhpCgiWorker extends EventEmitter {
   /** Made once, not per request. */
   readonly #onAbortedRequest = (): void => {
     this.#requestAborted = true;
+  };
+  /** The running (or last) request got its END_REQUEST. */
+  #requestEnded = false;
+  readonly #onEndedRequest = (): void => {
+    this.#requestEnded = true;
   };
   #forced = false;
   /** The state kill() found the worker in, for the log line of a crash. */
@@ -213,7 +222,8 @@ export class PhpCgiWorker extends EventEmitter {
   dispatch(options: RequestOptions, handler: ResponseHandler, info: RequestInfo = {}): RequestController {
     if (this.#state !== 'idle') throw new Error(`worker ${this.id} (pid ${this.pid}) is ${this.#state}, not idle`);
     this.#requestAborted = false;
-    const watched = new AbortWatch(handler, this.#onAbortedRequest);
+    this.#requestEnded = false;
+    const watched = new AbortWatch(handler, this.#onAbortedRequest, this.#onEndedRequest);
     const connection = this.#connection;
     if (connection?.idle) {
       const controller = connection.dispatch(options, watched); // throws before sending anything if it cannot start
@@ -373,7 +383,8 @@ export class PhpCgiWorker extends EventEmitter {
   #setState(next: WorkerState): void {
     const previous = this.#state;
     this.#state = transition(previous, next, `pool ${this.pool} worker ${this.id}`);
-    this.#log.debug({ pool: this.pool, pid: this.pid, worker: this.id, from: previous, to: next }, `worker ${previous} -> ${next}`);
+    // Twice per request: the line's object and text are built only when debug lines are kept (issue 8).
+    if (this.#log.isLevelEnabled('debug')) this.#log.debug({ pool: this.pool, pid: this.pid, worker: this.id, from: previous, to: next }, `worker ${previous} -> ${next}`);
     this.emit('state', this, previous, next);
   }
 
@@ -413,6 +424,13 @@ export class PhpCgiWorker extends EventEmitter {
         this.#onRequestDone();
         return;
       }
+      if (error === null && this.#requestEnded) {
+        // php-cgi ended the request before the whole body went out (it reads no further than
+        // CONTENT_LENGTH, and the rest of a front's STDIN may never come): the client closes such a
+        // connection rather than reuse it, and php-cgi, back in accept(), is healthy.
+        this.#onRequestDone();
+        return;
+      }
       // The connection broke mid-request but the process may live on (an aborted request that did
       // not end, or php-cgi dying): it can serve nothing more, so it is killed and replaced.
       this.#finishRequestTiming();
@@ -422,7 +440,9 @@ export class PhpCgiWorker extends EventEmitter {
 
   #connectionOptions(): ConnectionOptions {
     // No read or write timeout: a script may run as long as request_timeout allows, which the pool enforces.
-    return { connectTimeoutMs: 2000, readTimeoutMs: 0, writeTimeoutMs: 0, abortGraceMs: this.#options.abortGraceMs ?? 1000 };
+    // PHP (main/fastcgi.c) parses each PARAMS record on its own and drops the connection when a pair
+    // runs into the next record, so params must fit one record: past that, a clean 431, not a lost worker.
+    return { connectTimeoutMs: 2000, readTimeoutMs: 0, writeTimeoutMs: 0, abortGraceMs: this.#options.abortGraceMs ?? 1000, maxParamsBytes: MAX_CONTENT_BYTES };
   }
 
   #onRequestDone(): void {
@@ -483,17 +503,52 @@ export class PhpCgiWorker extends EventEmitter {
       [child.stderr, 'warn'],
     ] as const) {
       if (!stream) continue;
-      const lines = createInterface({ input: stream, crlfDelay: Infinity });
-      lines.on('line', (line) => {
+      readLines(stream, (line) => {
         if (line.length === 0) return;
         const output = this.#options.onOutput;
         if (output) {
           output(line, level === 'info' ? 'stdout' : 'stderr', child.pid ?? 0);
           return;
         }
-        const text = line.length > 8192 ? `${line.slice(0, 8192)}... (${line.length} chars)` : line;
-        this.#log[level]({ pool: this.pool, pid: child.pid, stream: level === 'info' ? 'stdout' : 'stderr' }, text);
+        this.#log[level]({ pool: this.pool, pid: child.pid, stream: level === 'info' ? 'stdout' : 'stderr' }, line);
       });
     }
   }
+}
+
+/** Longest line of a php-cgi process's own output that is kept; the rest of a longer line is counted, not kept. */
+const MAX_OUTPUT_LINE = 8192;
+
+/**
+ * The lines of a process's output ("\n" or "\r\n" ends one), each cut to MAX_OUTPUT_LINE characters
+ * with the length it had. Not readline: it holds a line without a break whole in memory, however
+ * long, so a script writing megabytes to stderr without a newline grew the server by as much.
+ */
+function readLines(stream: Readable, onLine: (line: string) => void): void {
+  let pending = '';
+  let dropped = 0;
+  const emit = () => {
+    const line = pending.endsWith('\r') && dropped === 0 ? pending.slice(0, -1) : pending;
+    const length = pending.length + dropped;
+    pending = '';
+    dropped = 0;
+    onLine(length > MAX_OUTPUT_LINE ? `${line}... (${length} chars)` : line);
+  };
+  stream.setEncoding('utf8');
+  stream.on('data', (text: string) => {
+    let at = 0;
+    while (at < text.length) {
+      const newline = text.indexOf('\n', at);
+      const end = newline < 0 ? text.length : newline;
+      const keep = Math.min(end - at, MAX_OUTPUT_LINE - pending.length);
+      if (keep > 0) pending += text.slice(at, at + keep);
+      dropped += end - at - Math.max(keep, 0);
+      if (newline < 0) break;
+      emit();
+      at = newline + 1;
+    }
+  });
+  stream.on('end', () => {
+    if (pending.length > 0 || dropped > 0) emit();
+  });
 }
