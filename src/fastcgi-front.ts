@@ -2,16 +2,15 @@
 // script is checked to be a real file in the app's document root with an allowed extension, then
 // the request goes to the app's backend with both streams passed through and aborts passed on.
 
-import { statSync } from 'node:fs';
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { FastCGIAbortError, httpStatusFor } from './errors.js';
 import type { Address } from './fastcgi/address.js';
-import type { RequestController } from './fastcgi/client.js';
+import type { EndResult, RequestController, ResponseHandler } from './fastcgi/client.js';
 import { FastCGIServer, type FastCGIServerRequest, type FastCGIServerResponse } from './fastcgi/server.js';
 import type { Logger } from './log.js';
 import type { Backend } from './backend.js';
-import { isHiddenPath } from './http/resolve.js';
+import { isHiddenPath, isScriptFile } from './http/resolve.js';
 import { CgiResponseParser } from './cgi/response.js';
 import { requestIdFor, type RequestObserver, type RequestRecord } from './observe/request-record.js';
 
@@ -41,24 +40,61 @@ const DROPPED_PARAMS: ReadonlySet<string> = new Set([
   'HTTP_TRANSFER_ENCODING',
 ]);
 
-/** Why a script may not run, or null when it may. Pure apart from one stat. */
-export function checkScript(scriptFilename: string | undefined, documentRoot: string, extensions: readonly string[]): string | null {
-  if (!scriptFilename) return 'no SCRIPT_FILENAME param';
-  if (!isAbsolute(scriptFilename)) return `SCRIPT_FILENAME ${scriptFilename} is not an absolute path`;
-  if (/[\0\r\n]/.test(scriptFilename)) return 'SCRIPT_FILENAME contains a control character';
+/** What checkScript finds from a SCRIPT_FILENAME's text alone, before it looks at the file. */
+interface ScriptPath {
+  /** Why it may not run, or null when only the file itself is left to check. */
+  problem: string | null;
+  /** The path with "." and ".." resolved: what is looked at, and what PHP gets. */
+  normal: string;
+  /** As the HTTP front names it: the path inside the document root ("/index.php"). */
+  script: string;
+}
+
+function scriptPath(scriptFilename: string, documentRoot: string, extensions: readonly string[]): ScriptPath {
+  const refuse = (problem: string): ScriptPath => ({ problem, normal: '', script: '' });
+  if (!isAbsolute(scriptFilename)) return refuse(`SCRIPT_FILENAME ${scriptFilename} is not an absolute path`);
+  if (/[\0\r\n]/.test(scriptFilename)) return refuse('SCRIPT_FILENAME contains a control character');
   const normal = resolve(scriptFilename);
   const rel = relative(documentRoot, normal);
-  if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) return `${scriptFilename} is outside the document root ${documentRoot}`;
-  if (isHiddenPath(`/${rel.split(sep).join('/')}`)) return `${scriptFilename} is in a hidden path`;
-  if (!extensions.some((extension) => normal.endsWith(extension))) return `${scriptFilename} does not have an allowed extension (${extensions.join(', ')})`;
-  let isFile = false;
-  try {
-    isFile = statSync(normal, { throwIfNoEntry: false })?.isFile() ?? false;
-  } catch {
-    isFile = false;
-  }
-  if (!isFile) return `${scriptFilename} is not a file`;
-  return null;
+  if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) return refuse(`${scriptFilename} is outside the document root ${documentRoot}`);
+  const script = `/${rel.split(sep).join('/')}`;
+  if (isHiddenPath(script)) return refuse(`${scriptFilename} is in a hidden path`);
+  if (!extensions.some((extension) => normal.endsWith(extension))) return refuse(`${scriptFilename} does not have an allowed extension (${extensions.join(', ')})`);
+  return { problem: null, normal, script };
+}
+
+/**
+ * Why a script may not run, or null when it may. Pure apart from looking at the file, which is
+ * remembered to be one for up to a second as at the HTTP front (isScriptFile; "not there" is never
+ * remembered).
+ */
+export function checkScript(scriptFilename: string | undefined, documentRoot: string, extensions: readonly string[]): string | null {
+  if (!scriptFilename) return 'no SCRIPT_FILENAME param';
+  const path = scriptPath(scriptFilename, documentRoot, extensions);
+  return path.problem ?? fileProblem(scriptFilename, path);
+}
+
+function fileProblem(scriptFilename: string, path: ScriptPath): string | null {
+  return isScriptFile(path.normal) ? null : `${scriptFilename} is not a file`;
+}
+
+/**
+ * scriptPath's answers for one front's document root and extensions, by SCRIPT_FILENAME: a site
+ * runs few scripts, and resolving, relating and searching each request's path again cost more than
+ * the rest of the check (issue 8). Emptied when full, so a client sending endless names cannot grow it.
+ */
+const SCRIPT_PATHS_MAX = 1024;
+function scriptPaths(documentRoot: string, extensions: readonly string[]): (scriptFilename: string) => ScriptPath {
+  const known = new Map<string, ScriptPath>();
+  return (scriptFilename) => {
+    let path = known.get(scriptFilename);
+    if (path === undefined) {
+      path = scriptPath(scriptFilename, documentRoot, extensions);
+      if (known.size >= SCRIPT_PATHS_MAX) known.clear();
+      known.set(scriptFilename, path);
+    }
+    return path;
+  };
 }
 
 /**
@@ -67,8 +103,7 @@ export function checkScript(scriptFilename: string | undefined, documentRoot: st
  * BEGIN_REQUEST: any STDIN left over makes it drop that connection, failing the next request, which
  * may be another client's. nginx never sends more; a client that does loses only the excess.
  */
-function stdinFor(request: FastCGIServerRequest): Readable | null {
-  const declared = request.params.get('CONTENT_LENGTH') ?? '';
+function stdinFor(request: FastCGIServerRequest, declared: string): Readable | null {
   let left = /^\d{1,15}$/.test(declared) ? Number(declared) : 0;
   if (left === 0) {
     request.stdin.resume();
@@ -98,25 +133,168 @@ function answer(response: FastCGIServerResponse, status: number, text: string, a
   response.end(appStatus);
 }
 
+/**
+ * One request on its way through the backend: the handler the backend calls, and what the record
+ * needs. One object per request instead of a promise and seven closures (issue 8).
+ */
+class FrontExchange implements ResponseHandler {
+  readonly options: FastCGIFrontOptions;
+  readonly request: FastCGIServerRequest;
+  readonly response: FastCGIServerResponse;
+  readonly record: RequestRecord;
+  readonly startedPerf: number;
+  /** Only watched to learn the status for the record; the bytes go to nginx untouched. */
+  readonly head = new CgiResponseParser();
+  dispatchedAt: number | null = null;
+  wroteOutput = false;
+  controller: RequestController | null = null;
+  readonly onAbort = (): void => this.controller?.abort(new FastCGIAbortError('the web server aborted the request'));
+  readonly onDrain = (): void => this.controller?.resume();
+
+  constructor(options: FastCGIFrontOptions, request: FastCGIServerRequest, response: FastCGIServerResponse, record: RequestRecord, startedPerf: number) {
+    this.options = options;
+    this.request = request;
+    this.response = response;
+    this.record = record;
+    this.startedPerf = startedPerf;
+  }
+
+  onDispatch(process: { pid: number | null }): void {
+    this.dispatchedAt = performance.now();
+    this.record.workerPid = process.pid;
+  }
+
+  onStdout(chunk: Buffer): boolean {
+    this.wroteOutput = true;
+    this.record.bytesSent += chunk.length;
+    if (!this.head.head) {
+      try {
+        const parsed = this.head.push(chunk);
+        if (parsed) this.record.status = parsed.head.status;
+      } catch {
+        // a broken head is PHP's to answer for; nginx reports it
+      }
+    }
+    return this.response.stdout.write(chunk);
+  }
+
+  onStderr(chunk: Buffer): void {
+    this.response.stderr.write(chunk);
+  }
+
+  onEnd(result: EndResult): void {
+    this.response.end(result.appStatus);
+    this.finish();
+  }
+
+  onError(error: Error): void {
+    const { options, record, response } = this;
+    const status = httpStatusFor(error);
+    record.error = (error as { code?: string }).code ?? 'ERROR';
+    if (!this.wroteOutput) record.status = status;
+    options.log.warn({ app: options.app, req: record.id, status, code: record.error }, `FastCGI front ${options.app}: ${status}: ${error.message}`);
+    if (this.request.aborted) response.end(1);
+    else if (this.wroteOutput) response.end(1);
+    else answer(response, status, status === 503 ? 'Service busy; retry shortly.' : status === 504 ? 'Gateway timeout.' : status === 431 ? 'Request params too large.' : 'Bad gateway.', 1);
+    this.finish();
+  }
+
+  finish(): void {
+    this.request.onAbort = null;
+    this.response.stdout.off('drain', this.onDrain);
+    this.report();
+  }
+
+  report(): void {
+    const { record } = this;
+    const now = performance.now();
+    record.durationMs = now - this.startedPerf;
+    record.queueMs = (this.dispatchedAt ?? now) - this.startedPerf;
+    record.phpMs = this.dispatchedAt === null ? null : now - this.dispatchedAt;
+    record.aborted = this.request.aborted;
+    this.options.onRequest?.(record);
+  }
+}
+
 export function createFastCGIFront(options: FastCGIFrontOptions): FastCGIServer {
   const { log } = options;
+  const pathOf = scriptPaths(options.documentRoot, options.extensions);
   const server = new FastCGIServer(
     (request: FastCGIServerRequest, response: FastCGIServerResponse) => {
-      const params: Array<[string, Buffer | string]> = [];
+      // The pairs PHP gets: nginx's, in their order, less the dropped ones (their indices: see
+      // ParamsIndex.pass), then `added`.
+      const kept: number[] = [];
+      const added: Array<readonly [string, string]> = [];
       let scriptFilename: string | undefined;
       let hasRedirectStatus = false;
       const startedAt = Date.now();
       const startedPerf = performance.now();
-      const id = requestIdFor(request.params.get('HTTP_X_REQUEST_ID'));
+      // The few params read here, found in the same pass that filters them: a repeated name's last
+      // value counts, as in request.params (a map of all ~35, which cost more than this whole pass).
+      const raw = request.paramsIndex;
+      const names = raw.names;
+      let requestIdAt = -1;
+      let methodAt = -1;
+      let uriAt = -1;
+      let protocolAt = -1;
+      let remoteAddrAt = -1;
+      let userAgentAt = -1;
+      let refererAt = -1;
+      let contentLengthAt = -1;
+      for (let i = 0; i < names.length; i++) {
+        const name = names[i]!;
+        switch (name) {
+          case 'REQUEST_METHOD':
+            methodAt = i;
+            break;
+          case 'REQUEST_URI':
+            uriAt = i;
+            break;
+          case 'SERVER_PROTOCOL':
+            protocolAt = i;
+            break;
+          case 'REMOTE_ADDR':
+            remoteAddrAt = i;
+            break;
+          case 'HTTP_USER_AGENT':
+            userAgentAt = i;
+            break;
+          case 'HTTP_REFERER':
+            refererAt = i;
+            break;
+          case 'CONTENT_LENGTH':
+            contentLengthAt = i;
+            break;
+          case 'REDIRECT_STATUS':
+            hasRedirectStatus = true;
+            break;
+          case 'HTTP_X_REQUEST_ID':
+            // The id TQServer logs the request under is the one PHP sees.
+            requestIdAt = i;
+            continue;
+          case 'SCRIPT_FILENAME':
+            // Repeated: the last one counts (as in php-cgi's own param table); it alone is checked and sent.
+            scriptFilename = raw.valueText(i);
+            continue;
+          default:
+            if (DROPPED_PARAMS.has(name)) continue;
+        }
+        kept.push(i);
+      }
+      const text = (at: number): string | undefined => (at < 0 ? undefined : raw.valueText(at));
+      const id = requestIdFor(text(requestIdAt));
+      const method = text(methodAt);
+      const uri = text(uriAt);
+      const contentLength = text(contentLengthAt);
       const record: RequestRecord = {
         id,
         front: 'fastcgi',
         app: options.app,
         kind: 'php',
-        method: request.params.get('REQUEST_METHOD') ?? '',
-        uri: request.params.get('REQUEST_URI') ?? '',
-        httpVersion: (request.params.get('SERVER_PROTOCOL') ?? '').replace(/^HTTP\//, ''),
-        remoteAddress: request.params.get('REMOTE_ADDR') ?? '',
+        method: method ?? '',
+        uri: uri ?? '',
+        httpVersion: (text(protocolAt) ?? '').replace(/^HTTP\//, ''),
+        remoteAddress: text(remoteAddrAt) ?? '',
         status: 200,
         bytesSent: 0,
         startedAt,
@@ -126,39 +304,21 @@ export function createFastCGIFront(options: FastCGIFrontOptions): FastCGIServer 
         backend: options.backend.kind,
         workerPid: null,
         script: null,
-        userAgent: request.params.get('HTTP_USER_AGENT') ?? '',
-        referer: request.params.get('HTTP_REFERER') ?? '',
+        userAgent: text(userAgentAt) ?? '',
+        referer: text(refererAt) ?? '',
         error: null,
         aborted: false,
       };
-      let dispatchedAt: number | null = null;
-      const report = () => {
-        const now = performance.now();
-        record.durationMs = now - startedPerf;
-        record.queueMs = (dispatchedAt ?? now) - startedPerf;
-        record.phpMs = dispatchedAt === null ? null : now - dispatchedAt;
-        record.aborted = request.signal.aborted;
-        options.onRequest?.(record);
-      };
-      for (const [name, value] of request.rawParams) {
-        if (DROPPED_PARAMS.has(name)) continue;
-        // The id TQServer logs the request under is the one PHP sees.
-        if (name === 'HTTP_X_REQUEST_ID') continue;
-        if (name === 'SCRIPT_FILENAME') {
-          // Repeated: the last one counts (as in php-cgi's own param table); it alone is checked and sent.
-          scriptFilename = value.toString('utf8');
-          continue;
-        }
-        if (name === 'REDIRECT_STATUS') hasRedirectStatus = true;
-        params.push([name, value]);
-      }
       // php-cgi refuses requests without it (cgi.force_redirect); php-fpm does not need it.
-      if (!hasRedirectStatus) params.push(['REDIRECT_STATUS', '200']);
-      params.push(['HTTP_X_REQUEST_ID', id]);
-      const problem = checkScript(scriptFilename, options.documentRoot, options.extensions);
+      if (!hasRedirectStatus) added.push(['REDIRECT_STATUS', '200']);
+      added.push(['HTTP_X_REQUEST_ID', id]);
+      // As checkScript, with the path's part remembered.
+      const path = scriptFilename ? pathOf(scriptFilename) : null;
+      const problem = path === null ? 'no SCRIPT_FILENAME param' : (path.problem ?? fileProblem(scriptFilename!, path));
       // PHP gets the path that was checked, with any "." and ".." already resolved: the kernel would
       // resolve "link/.." through a symlink, the check resolves it as text.
-      if (!problem) params.push(['SCRIPT_FILENAME', resolve(scriptFilename!)]);
+      if (!problem) added.push(['SCRIPT_FILENAME', path!.normal]);
+      const exchange = new FrontExchange(options, request, response, record, startedPerf);
       if (problem) {
         log.info({ app: options.app, req: id }, `FastCGI front ${options.app}: 404: ${problem}`);
         // php-fpm answers the same way and logs "Primary script unknown".
@@ -167,67 +327,21 @@ export function createFastCGIFront(options: FastCGIFrontOptions): FastCGIServer 
         record.kind = 'not-found';
         record.status = 404;
         record.error = 'PRIMARY_SCRIPT_UNKNOWN';
-        report();
+        exchange.report();
         return;
       }
-      // As the HTTP front names it: the path inside the document root ("/index.php").
-      record.script = `/${relative(options.documentRoot, resolve(scriptFilename!)).split(sep).join('/')}`;
-      // Only watched to learn the status for the record; the bytes go to nginx untouched.
-      const head = new CgiResponseParser();
-      return new Promise<void>((done) => {
-        let wroteOutput = false;
-        let controller: RequestController | null = null;
-        const onAbort = () => controller?.abort(new FastCGIAbortError('the web server aborted the request'));
-        request.signal.addEventListener('abort', onAbort, { once: true });
-        const finish = () => {
-          request.signal.removeEventListener('abort', onAbort);
-          response.stdout.off('drain', onDrain);
-          report();
-          done();
-        };
-        const onDrain = () => controller?.resume();
-        response.stdout.on('drain', onDrain);
-        controller = options.backend.dispatch(
-          { params, body: stdinFor(request) },
-          {
-            onDispatch(process) {
-              dispatchedAt = performance.now();
-              record.workerPid = process.pid;
-            },
-            onStdout(chunk) {
-              wroteOutput = true;
-              record.bytesSent += chunk.length;
-              if (!head.head) {
-                try {
-                  const parsed = head.push(chunk);
-                  if (parsed) record.status = parsed.head.status;
-                } catch {
-                  // a broken head is PHP's to answer for; nginx reports it
-                }
-              }
-              return response.stdout.write(chunk);
-            },
-            onStderr(chunk) {
-              response.stderr.write(chunk);
-            },
-            onEnd(result) {
-              response.end(result.appStatus);
-              finish();
-            },
-            onError(error) {
-              const status = httpStatusFor(error);
-              record.error = (error as { code?: string }).code ?? 'ERROR';
-              if (!wroteOutput) record.status = status;
-              log.warn({ app: options.app, req: id, status, code: record.error }, `FastCGI front ${options.app}: ${status}: ${error.message}`);
-              if (request.signal.aborted) response.end(1);
-              else if (wroteOutput) response.end(1);
-              else answer(response, status, status === 503 ? 'Service busy; retry shortly.' : status === 504 ? 'Gateway timeout.' : status === 431 ? 'Request params too large.' : 'Bad gateway.', 1);
-              finish();
-            },
-          },
-          { method: request.params.get('REQUEST_METHOD'), uri: request.params.get('REQUEST_URI'), script: scriptFilename, contentLength: Number(request.params.get('CONTENT_LENGTH') || 0), requestId: id },
-        );
-      });
+      record.script = path!.script;
+      request.onAbort = exchange.onAbort;
+      response.stdout.on('drain', exchange.onDrain);
+      exchange.controller = options.backend.dispatch(
+        // nginx's bytes go on as they came, with the pairs added above; encoded pair by pair only
+        // when its stream is not in the form encodeParams writes.
+        { params: raw.pass(kept, added) ?? [...kept.map((i) => [names[i]!, raw.value(i)] as const), ...added], body: stdinFor(request, contentLength ?? '') },
+        exchange,
+        { method, uri, script: scriptFilename, contentLength: Number(contentLength || 0), requestId: id },
+      );
+      // The handler returns no promise: every way the request ends goes through the exchange, which
+      // ends the response itself (a promise per request only told the server what it already knew).
     },
     { allowedClients: options.allowedClients },
   );

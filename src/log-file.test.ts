@@ -156,6 +156,20 @@ describe('LogFile', () => {
     await file.close();
   });
 
+  test('writeLineWith: a line written straight into the batch, in order with writeLine; one given up on leaves nothing', async () => {
+    const path = join(dir, 'with', 'with.log');
+    const file = new LogFile(path);
+    const put = (buf: Buffer, at: number, text: string) => (text.startsWith('give up') ? (buf.fill(0x21, at, at + 5), -1) : at + buf.write(text, at, 'latin1'));
+    file.writeLine('one');
+    assert.equal(file.writeLineWith(10, put, 'two'), true);
+    assert.equal(file.writeLineWith(10, put, 'give up'), false);
+    file.writeLine('three');
+    assert.equal(file.writeLineWith(1 << 20, put, 'longer than a batch could be'), false);
+    await file.close();
+    assert.equal(readFileSync(path, 'utf8'), 'one\ntwo\nthree\n');
+    assert.equal(file.writeLineWith(10, put, 'after close: dropped, as writeLine does'), true);
+  });
+
   test('a path that cannot be written: the error is reported, writes do not stall, close resolves', async () => {
     const path = join(dir, 'is-a-folder');
     mkdirSync(path);

@@ -10,21 +10,15 @@ import { cpSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from '
 import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
-import { after, before, describe, test, type TestContext } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { makeProject, memoryOf, runCli, statusJson, type CliProcess, type Project } from './helpers/front.js';
-import { countStatuses, percentile, runLoad, send, type Sent } from './helpers/http-load.js';
+import { checkSide, countStatuses, send, sideStream, type Sent } from './helpers/http-load.js';
 import { PHP_FIXTURES, tempDir } from './helpers/peers.js';
 
 const SCRIPTS = ['hello.php', 'echo.php', 'sleep.php', 'stream.php'];
 const MiB = 1024 * 1024;
 /** server.read_timeout_seconds of the slow-client servers. */
 const READ_TIMEOUT_S = 2;
-/**
- * What 90% of the side stream's small requests must stay under. A starved pool or a blocked event
- * loop slows nearly every request (by seconds: read_timeout, request_timeout); a busy 2-core machine
- * pausing everything now and then slows a few, so p99 and max are reported, and p90 is the bound.
- */
-const SIDE_P90_MS = 300;
 const POOL_SIZE = 4;
 
 type Cli = CliProcess & { port: number };
@@ -146,25 +140,6 @@ async function settledFds(cli: Cli, baseline?: number): Promise<number> {
     throw new Error(`${(error as Error).message}; now ${fdCount(cli.pid)}: ${fdTargets(cli.pid).join(' ')}`);
   }
   return baseline;
-}
-
-/** Small requests on `clients` kept-alive connections until the returned function is called. */
-function sideStream(port: number, path: string, clients = 2): () => Promise<Sent[]> {
-  let stop = false;
-  const results = runLoad({ port, clients, done: () => stop, request: () => ({ path }) });
-  return () => {
-    stop = true;
-    return results;
-  };
-}
-
-function checkSide(t: TestContext, label: string, results: Sent[]): void {
-  const ms = results.map((r) => r.ms);
-  const failed = results.filter((r) => r.status !== 200);
-  t.diagnostic(`${label}: side stream ${results.length} requests, ${failed.length} failed, p50 ${percentile(ms, 50)} ms, p90 ${percentile(ms, 90)} ms, p99 ${percentile(ms, 99)} ms, max ${Math.max(...ms)} ms`);
-  assert.ok(results.length >= 5, `${label}: the side stream ran (${results.length} requests)`);
-  assert.deepEqual(countStatuses(results), { 200: results.length }, `${label}: every side request answered 200: ${JSON.stringify(failed.slice(0, 3))}`);
-  assert.ok(percentile(ms, 90) < SIDE_P90_MS, `${label}: side stream p90 ${percentile(ms, 90)} ms is under ${SIDE_P90_MS} ms`);
 }
 
 const mb = (bytes: number) => `${(bytes / MiB).toFixed(1)} MiB`;

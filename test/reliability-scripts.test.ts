@@ -9,9 +9,9 @@ import assert from 'node:assert/strict';
 import { closeSync, cpSync, fstatSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
-import { after, before, describe, test, type TestContext } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { makeProject, memoryOf, startCli, statusJson, type CliProcess, type Project } from './helpers/front.js';
-import { countStatuses, percentile, runLoad, send, type Sent } from './helpers/http-load.js';
+import { checkSide, send, sideStream } from './helpers/http-load.js';
 import { PHP_FIXTURES } from './helpers/peers.js';
 import { processGone } from './helpers/supervisor.js';
 
@@ -20,13 +20,6 @@ const JSON_ACCEPT = { accept: 'application/json' };
 const MiB = 1024 * 1024;
 /** request_timeout of the pools that run the runaway scripts. */
 const TIMEOUT_MS = 2000;
-/**
- * What 90% of the side stream's small requests (on the healthy workers) must stay under. A pool held
- * by the misbehaving script or a blocked event loop slows nearly every request, by up to
- * request_timeout; a busy 2-core machine pausing everything now and then slows a few, so p99 and max
- * are reported, and p90 is the bound.
- */
-const SIDE_P90_MS = 300;
 
 /** worker.yaml for one app: a static pool, ini settings, optionally on php-fpm; no access log (the side streams would fill it). */
 function appYaml(path: string, pool: Record<string, string | number>, settings: Record<string, string> = {}, fpm = false): string {
@@ -75,26 +68,6 @@ const atRest = (size: number) => (pool: Pool) => pool['total processes'] === siz
 /** php-fpm at rest: every child up and none running one of the app's scripts (php-fpm's status counts its own status request as active). */
 const fpmAtRest = (size: number, prefix: string) => (pool: Pool) =>
   pool['total processes'] === size && pool.processes.length === size && pool.processes.every((p) => p.state === 'Idle' || !String(p['request uri']).startsWith(`${prefix}/`));
-
-/** Small requests on `clients` kept-alive connections until the returned function is called: what everyone else sees meanwhile. */
-function sideStream(port: number, path: string, clients = 2): () => Promise<Sent[]> {
-  let stop = false;
-  const results = runLoad({ port, clients, done: () => stop, request: () => ({ path }) });
-  return () => {
-    stop = true;
-    return results;
-  };
-}
-
-/** Checks and reports a side stream: every request answered 200, p90 within SIDE_P90_MS. */
-function checkSide(t: TestContext, label: string, results: Sent[]): void {
-  const ms = results.map((r) => r.ms);
-  const failed = results.filter((r) => r.status !== 200);
-  t.diagnostic(`${label}: side stream ${results.length} requests, ${failed.length} failed, p50 ${percentile(ms, 50)} ms, p90 ${percentile(ms, 90)} ms, p99 ${percentile(ms, 99)} ms, max ${Math.max(...ms)} ms`);
-  assert.ok(results.length >= 5, `${label}: the side stream ran (${results.length} requests)`);
-  assert.deepEqual(countStatuses(results), { 200: results.length }, `${label}: every side request answered 200: ${JSON.stringify(failed.slice(0, 3))}`);
-  assert.ok(percentile(ms, 90) < SIDE_P90_MS, `${label}: side stream p90 ${percentile(ms, 90)} ms is under ${SIDE_P90_MS} ms`);
-}
 
 const mb = (bytes: number) => `${(bytes / MiB).toFixed(1)} MiB`;
 

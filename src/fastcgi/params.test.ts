@@ -8,10 +8,12 @@ import { FastCGIProtocolError } from '../errors.js';
 import type { ParamValue } from './protocol.js';
 import {
   DEFAULT_MAX_PARAMS_BYTES,
+  EncodedParams,
   ParamsCollector,
   decodeParams,
   encodeParams,
   measureParams,
+  indexParams,
   paramsToMap,
   type RawParam,
 } from './params.js';
@@ -339,5 +341,86 @@ describe('properties', () => {
       }),
       { numRuns: 1000 },
     );
+  });
+});
+
+// The FastCGI front passes nginx's params stream on with a few pairs left out or added (issue 8):
+// the bytes must be exactly what encoding the edited pairs one by one would give.
+describe('ParamsIndex and EncodedParams', () => {
+  const pairArb = fc.tuple(
+    fc.string({ maxLength: 140 }).map((name) => name.replace(/[^\x00-\x7f]/g, 'x')),
+    fc.oneof(fc.string({ maxLength: 200 }), fc.uint8Array({ maxLength: 200 }).map((bytes) => Buffer.from(bytes))),
+  );
+
+  test('kept pairs and added ones pass as encodeParams would write them', () => {
+    fc.assert(
+      fc.property(fc.array(pairArb, { maxLength: 12 }), fc.array(fc.boolean(), { maxLength: 12 }), fc.array(pairArb.map(([name, value]) => [name, String(value)] as const), { maxLength: 4 }), (pairs, keep, added) => {
+        const index = indexParams(encodeParams(pairs));
+        const kept = pairs.map((_, i) => i).filter((i) => keep[i] ?? true);
+        const edited = [...kept.map((i) => pairs[i]!), ...added];
+        const passed = index.pass(kept, added);
+        assert.ok(passed instanceof EncodedParams);
+        assert.deepEqual(passed.bytes, encodeParams(edited));
+        assert.equal(measureParams(passed).totalBytes, passed.bytes.length);
+        assert.deepEqual(asHex([...passed]), expectedHex(edited));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('a stream not in encodeParams form is not passed (long form of a short length, non-ASCII name)', () => {
+    assert.equal(indexParams(hex('80 00 00 01 01 41 42')).pass([0], []), null);
+    assert.equal(indexParams(hex('01 80 00 00 01 41 42')).pass([0], []), null);
+    const utf8Name = Buffer.concat([Buffer.from([2, 1]), Buffer.from('é'), Buffer.from('v')]);
+    assert.equal(indexParams(utf8Name).pass([0], []), null);
+    // Kept pairs out of order are not passed either: the caller encodes them where they stand.
+    assert.equal(indexParams(encodeParams([['A', '1'], ['B', '2']])).pass([1, 0], []), null);
+  });
+
+  test('over the limit, EncodedParams fail as their pairs do', () => {
+    const pairs: Array<[string, string]> = [['A', 'x'.repeat(100)], ['B', 'y'.repeat(100)]];
+    const passed = indexParams(encodeParams(pairs)).pass([0, 1], [])!;
+    let expected: unknown;
+    try {
+      measureParams(pairs.map(([name, value]) => [name, Buffer.from(value)] as const), 150);
+    } catch (error) {
+      expected = error;
+    }
+    assert.throws(() => measureParams(passed, 150), (error: unknown) => {
+      assert.ok(error instanceof FastCGIProtocolError);
+      assert.equal(error.message, (expected as Error).message);
+      return true;
+    });
+  });
+
+  test('names, values and value texts read as decodeParams and paramsToMap give them', () => {
+    fc.assert(
+      fc.property(fc.array(pairArb, { maxLength: 10 }), (pairs) => {
+        const stream = encodeParams(pairs);
+        const index = indexParams(stream);
+        const decoded = decodeParams(stream);
+        const map = paramsToMap(decoded);
+        assert.deepEqual(index.names, decoded.map(([name]) => name));
+        decoded.forEach(([name, value], i) => {
+          assert.deepEqual(index.value(i), value);
+          if (decoded.findLastIndex(([other]) => other === name) === i) assert.equal(index.valueText(i), map.get(name));
+        });
+        assert.deepEqual(asHex(index.pairs()), asHex(decoded));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  test('indexParams fails on a cut-off stream as decodeParams does', () => {
+    for (const stream of [hex('05'), hex('80 00'), hex('01 80 00'), hex('03 03 41 42')]) {
+      let expected = '';
+      try {
+        decodeParams(stream);
+      } catch (error) {
+        expected = (error as Error).message;
+      }
+      assert.notEqual(expected, '');
+      assert.throws(() => indexParams(stream), (error: unknown) => error instanceof FastCGIProtocolError && error.message === expected);
+    }
   });
 });

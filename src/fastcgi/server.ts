@@ -9,7 +9,7 @@ import { FastCGIAbortError, FastCGIConnectionError, FastCGIProtocolError, FastCG
 import { definedOnly, errorText } from '../util.js';
 import { formatAddress, toAddress, type Address } from './address.js';
 import { RecordDecoder } from './decoder.js';
-import { DEFAULT_MAX_PARAMS_BYTES, ParamsCollector, decodeParams, encodeParams, paramsToMap, type RawParam } from './params.js';
+import { DEFAULT_MAX_PARAMS_BYTES, ParamsCollector, decodeParams, encodeParams, paramsToMap, type ParamsIndex, type RawParam } from './params.js';
 import { NULL_REQUEST_ID, ProtocolStatus, RecordType, Role, ValueName, recordTypeName, type RecordHeader } from './protocol.js';
 import { encodeEndRequest, encodeRecord, encodeStreamEnd, encodeUnknownType, frameStream } from './records.js';
 import { ClientAllowList } from './allow-list.js';
@@ -50,21 +50,55 @@ const DEFAULTS = {
 export class FastCGIServerRequest {
   readonly requestId: number;
   readonly keepConn: boolean;
-  readonly rawParams: readonly RawParam[];
+  /** The params as decoded: names, and each value when asked for (rawParams makes them all). */
+  readonly paramsIndex: ParamsIndex;
   /** The request body (FCGI_STDIN), read with backpressure. */
   readonly stdin: Readable;
-  /** Aborted on FCGI_ABORT_REQUEST or when the connection is lost. */
-  readonly signal: AbortSignal;
   readonly remoteAddress: string | undefined;
+  /**
+   * Called once when the request is aborted (FCGI_ABORT_REQUEST, the connection lost), after the
+   * signal's listeners: one plain callback, for a handler that needs no AbortSignal. An
+   * AbortController and an EventTarget listener per request cost the FastCGI front more than its
+   * params check (issue 8), so the controller is made only when `signal` is asked for.
+   */
+  onAbort: ((reason: Error) => void) | null = null;
   #params: Map<string, string> | null = null;
+  #controller: AbortController | null = null;
+  #abortReason: Error | null = null;
 
-  constructor(requestId: number, keepConn: boolean, rawParams: readonly RawParam[], stdin: Readable, signal: AbortSignal, remoteAddress: string | undefined) {
+  constructor(requestId: number, keepConn: boolean, paramsIndex: ParamsIndex, stdin: Readable, remoteAddress: string | undefined) {
     this.requestId = requestId;
     this.keepConn = keepConn;
-    this.rawParams = rawParams;
+    this.paramsIndex = paramsIndex;
     this.stdin = stdin;
-    this.signal = signal;
     this.remoteAddress = remoteAddress;
+  }
+
+  /** Aborted on FCGI_ABORT_REQUEST or when the connection is lost. */
+  get signal(): AbortSignal {
+    if (this.#controller === null) {
+      this.#controller = new AbortController();
+      if (this.#abortReason !== null) this.#controller.abort(this.#abortReason);
+    }
+    return this.#controller.signal;
+  }
+
+  /** True once the request was aborted (as signal.aborted, without making the signal). */
+  get aborted(): boolean {
+    return this.#abortReason !== null;
+  }
+
+  /** @internal Aborts the request once: its signal, then onAbort. */
+  abortWith(reason: Error): void {
+    if (this.#abortReason !== null) return;
+    this.#abortReason = reason;
+    this.#controller?.abort(reason);
+    this.onAbort?.(reason);
+  }
+
+  /** The params in order, each value as the exact bytes sent. */
+  get rawParams(): readonly RawParam[] {
+    return this.paramsIndex.pairs();
   }
 
   /** Params as UTF-8 strings; rawParams keeps the exact bytes. */
@@ -77,14 +111,26 @@ export class FastCGIServerRequest {
 /** The handler's output: stdout and stderr as writable streams, and end(appStatus). */
 export class FastCGIServerResponse {
   readonly stdout: Writable;
-  readonly stderr: Writable;
+  readonly #makeStderr: () => Writable;
+  #stderr: Writable | null = null;
   readonly #end: (appStatus: number) => void;
   #ended = false;
 
-  constructor(stdout: Writable, stderr: Writable, end: (appStatus: number) => void) {
+  /** `makeStderr` is called the first time stderr is asked for: most responses never write to it. */
+  constructor(stdout: Writable, makeStderr: () => Writable, end: (appStatus: number) => void) {
     this.stdout = stdout;
-    this.stderr = stderr;
+    this.#makeStderr = makeStderr;
     this.#end = end;
+  }
+
+  get stderr(): Writable {
+    this.#stderr ??= this.#makeStderr();
+    return this.#stderr;
+  }
+
+  /** @internal stderr if it was ever asked for, else null (an unused stderr sends no records, spec 6.1). */
+  get openedStderr(): Writable | null {
+    return this.#stderr;
   }
 
   get ended(): boolean {
@@ -106,7 +152,7 @@ interface RequestState {
   stdin: Readable | null;
   /** The empty STDIN record arrived: the body is complete. */
   stdinEnded: boolean;
-  abort: AbortController;
+  request: FastCGIServerRequest | null;
   response: FastCGIServerResponse | null;
   ended: boolean;
 }
@@ -120,6 +166,12 @@ class ServerConnection {
   readonly #decoder: RecordDecoder;
   #closing = false;
   #pausedBy = new Set<number>();
+  /** The socket is corked until the next tick (see #corkUntilNextTick). */
+  #corked = false;
+  readonly #uncork = (): void => {
+    this.#corked = false;
+    this.socket.uncork();
+  };
 
   constructor(server: FastCGIServer, socket: net.Socket, options: Required<ServerOptions>) {
     this.#server = server;
@@ -218,7 +270,7 @@ class ServerConnection {
       params: new ParamsCollector(this.#options.maxParamsBytes),
       stdin: null,
       stdinEnded: false,
-      abort: new AbortController(),
+      request: null,
       response: null,
       ended: false,
     });
@@ -257,7 +309,7 @@ class ServerConnection {
     if (!state || state.ended) return;
     if (type === RecordType.Params) {
       if (!state.params) throw this.#outOfOrder(type, id, 'after the params stream ended');
-      const pairs = state.params.finish();
+      const pairs = state.params.finishIndex();
       state.params = null;
       this.#startHandler(state, pairs);
       return;
@@ -276,7 +328,7 @@ class ServerConnection {
     return new FastCGIProtocolError('FCGI_UNEXPECTED_RECORD', `${recordTypeName(type)} record for request ${id} ${when}`);
   }
 
-  #startHandler(state: RequestState, pairs: RawParam[]): void {
+  #startHandler(state: RequestState, pairs: ParamsIndex): void {
     const id = state.id;
     const stdin = new Readable({ read: () => this.#resumeFor(id) });
     stdin.on('error', () => {});
@@ -284,10 +336,14 @@ class ServerConnection {
     stdin.on('close', () => this.#resumeFor(id));
     state.stdin = stdin;
     const stdout = this.#outputStream(state, RecordType.Stdout);
-    const stderr = this.#outputStream(state, RecordType.Stderr);
-    const response = new FastCGIServerResponse(stdout, stderr, (appStatus) => this.#endResponse(state, appStatus));
+    const response = new FastCGIServerResponse(
+      stdout,
+      () => this.#outputStream(state, RecordType.Stderr),
+      (appStatus) => this.#endResponse(state, appStatus),
+    );
     state.response = response;
-    const request = new FastCGIServerRequest(id, state.keepConn, pairs, stdin, state.abort.signal, this.socket.remoteAddress);
+    const request = new FastCGIServerRequest(id, state.keepConn, pairs, stdin, this.socket.remoteAddress);
+    state.request = request;
     let result: void | Promise<void>;
     try {
       result = this.#server.handler(request, response);
@@ -327,9 +383,8 @@ class ServerConnection {
         (stream as Writable & { bytesOut: number }).bytesOut += chunk.length;
         const parts: Buffer[] = [];
         frameStream(type, state.id, chunk, parts);
-        socket.cork();
+        this.#corkUntilNextTick();
         for (const part of parts) socket.write(part);
-        socket.uncork();
         if (socket.writableNeedDrain) socket.once('drain', () => callback());
         else callback();
       },
@@ -344,15 +399,39 @@ class ServerConnection {
     return stream;
   }
 
+  /**
+   * Holds this tick's writes to the socket and sends them together on the next, as node:http does:
+   * a response whose last output and end come in one turn (PHP's answer often arrives in one read)
+   * leaves in one write with its end records and END_REQUEST, one system call and one wake-up of
+   * the web server instead of three (issue 8).
+   */
+  #corkUntilNextTick(): void {
+    if (this.#corked) return;
+    this.#corked = true;
+    this.socket.cork();
+    process.nextTick(this.#uncork);
+  }
+
   #endResponse(state: RequestState, appStatus: number): void {
     const response = state.response!;
+    const stdout = response.stdout;
+    // Nothing waits in stdout and stderr was never used: its end record and END_REQUEST go out now,
+    // behind the output already written, rather than a tick later when the stream reports 'finish'.
+    // Ending the stream then writes nothing more (its final sees the request over).
+    if (response.openedStderr === null && stdout.writableLength === 0 && !stdout.writableEnded && !stdout.destroyed && !state.ended && !this.socket.destroyed) {
+      this.#corkUntilNextTick();
+      this.socket.write(encodeStreamEnd(RecordType.Stdout, state.id));
+      this.#finish(state, appStatus);
+      stdout.end();
+      return;
+    }
     let open = 2;
     const done = () => {
       open -= 1;
       if (open === 0) this.#finish(state, appStatus);
     };
-    for (const stream of [response.stdout, response.stderr]) {
-      if (stream.writableFinished || stream.destroyed) done();
+    for (const stream of [response.stdout, response.openedStderr]) {
+      if (stream === null || stream.writableFinished || stream.destroyed) done();
       else {
         stream.once('finish', done);
         stream.once('close', () => {
@@ -395,10 +474,10 @@ class ServerConnection {
     // a request the web server has given up on (it expects only END_REQUEST, spec 5.4).
     if (state.response) {
       state.response.stdout.destroy();
-      state.response.stderr.destroy();
+      state.response.openedStderr?.destroy();
     }
     if (state.stdin && !state.stdin.readableEnded) state.stdin.destroy(error);
-    if (!state.abort.signal.aborted) state.abort.abort(error);
+    state.request?.abortWith(error);
   }
 
   #answerGetValues(content: Buffer): void {

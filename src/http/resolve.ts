@@ -106,8 +106,8 @@ const SCRIPT_CHECK_TTL_MS = 1000;
 const SCRIPT_CHECK_MAX = 4096;
 const scriptSeenAt = new Map<string, number>();
 
-/** True when `filename` is a regular file (PHP scripts only: see SCRIPT_CHECK_TTL_MS). */
-function isScriptFile(filename: string): boolean {
+/** True when `filename` is a regular file (PHP scripts only: see SCRIPT_CHECK_TTL_MS). The FastCGI front uses it too. */
+export function isScriptFile(filename: string): boolean {
   const now = Date.now();
   const seen = scriptSeenAt.get(filename);
   if (seen !== undefined && now - seen < SCRIPT_CHECK_TTL_MS) return true;

@@ -2,8 +2,12 @@
 // keeps every request-supplied byte from adding a line or a field (log injection).
 
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { formatAccessLine } from './access-log.js';
+import { LogFile } from '../log-file.js';
+import { AccessLog, formatAccessLine, putAccessLine } from './access-log.js';
 import { clfTime, escapeField, escapeMessage, seconds } from './log-text.js';
 import type { RequestRecord } from './request-record.js';
 
@@ -153,5 +157,65 @@ describe('log injection is impossible', () => {
     assert.equal(escapeMessage('PHP Warning:  Undefined variable $x in /app/a.php on line 3'), 'PHP Warning:  Undefined variable $x in /app/a.php on line 3');
     assert.equal(escapeMessage('naïve – ünïcode 😀'), 'naïve – ünïcode 😀');
     assert.equal(escapeMessage('a\nb\rc\x1b\x7f\x85\u2028'), 'a\\x0Ab\\x0Dc\\x1B\\x7F\\x85\\u2028');
+  });
+});
+
+describe('the text formats written straight into the batch (putAccessLine)', () => {
+  /** Characters a request can hold: plain ASCII, what must be escaped, latin1, and beyond (the writer gives up there). */
+  const ALPHABET = ['a', 'Z', '0', '/', '?', '=', ' ', '"', '\\', '\n', '\r', '\x00', '\x1b', '\x7f', '\x85', 'é', '\xff', 'ü', '–', '😀', '-'];
+  let seed = 42;
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const pick = <T,>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+  const text = (max: number) => Array.from({ length: Math.floor(random() * max) }, () => pick(ALPHABET)).join('');
+  const number = () => pick([null, 0, 0.4, 1.5, 1234.5, 12.3456, 999.9995, 1e9, 1e12, -3, NaN, random() * 5000, Math.floor(random() * 100000)]);
+
+  test('the same bytes as formatAccessLine, or -1 (the string path then writes them), on random records', () => {
+    const buf = Buffer.alloc(16 * 1024);
+    let written = 0;
+    for (let i = 0; i < 5000; i++) {
+      const r = record({
+        remoteAddress: pick(['127.0.0.1', '::1', '', text(20)]),
+        method: pick(['GET', 'POST', '', text(8)]),
+        uri: pick(['/blog/index.php?x=1', '', text(60)]),
+        httpVersion: pick(['1.1', '1.0', '', text(4)]),
+        status: pick([200, 404, 503, 200.5]),
+        bytesSent: pick([0, 1234, 98765432, 1e16, 2.5]),
+        startedAt: AT + Math.floor(random() * 3e9),
+        durationMs: pick([0, 0.4, 1234.5, 12.3456, 999.9995, 1e9, -3, NaN, random() * 5000]),
+        queueMs: number(),
+        phpMs: number(),
+        backend: pick(['php-cgi', 'php-fpm', null]),
+        workerPid: pick([null, 4242, 1, 2.5]),
+        id: pick(['req-1', '1a2b3c4d-7z', text(10)]),
+        userAgent: pick(['curl/8.5.0', '', text(40)]),
+        referer: pick(['http://example.com/', '', text(40)]),
+        error: pick([null, '', 'POOL_QUEUE_FULL', text(6)]),
+      });
+      for (const format of ['common', 'combined'] as const) {
+        const offset = pick([undefined, 0, 120, -420]);
+        const end = putAccessLine(buf, 0, r, format === 'combined', offset);
+        if (end < 0) continue;
+        written += 1;
+        assert.equal(buf.toString('latin1', 0, end), formatAccessLine(r, format, offset));
+      }
+    }
+    assert.ok(written > 300, `only ${written} lines took the fast path`);
+  });
+
+  test('AccessLog writes every format to its file as formatAccessLine, fast path or not', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tq-access-log-'));
+    try {
+      for (const format of ['common', 'combined', 'json'] as const) {
+        const path = join(dir, `${format}.log`);
+        const file = new LogFile(path);
+        const log = new AccessLog(file, format);
+        const records = [record(), record({ uri: '/ü?😀', userAgent: 'naïve' }), record({ durationMs: 1234.5, queueMs: null, phpMs: null, backend: null, workerPid: null })];
+        for (const r of records) log.write(r);
+        await file.close();
+        assert.equal(readFileSync(path, 'utf8'), records.map((r) => `${formatAccessLine(r, format)}\n`).join(''));
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -40,8 +40,26 @@ class Children<T> {
     this.#make = make;
   }
 
+  /** The last lookup: a server mostly answers one combination after another (same app, 2xx, backend). */
+  #lastA: string | undefined;
+  #lastB: string | undefined;
+  #lastC: string | undefined;
+  #lastD: string | undefined;
+  #last: T | undefined;
+
   /** The child for these label values (two to four; always as many for one metric). */
   get(a: string, b: string, c?: string, d?: string): T {
+    if (this.#last !== undefined && a === this.#lastA && b === this.#lastB && c === this.#lastC && d === this.#lastD) return this.#last;
+    const child = this.#find(a, b, c, d);
+    this.#lastA = a;
+    this.#lastB = b;
+    this.#lastC = c;
+    this.#lastD = d;
+    this.#last = child;
+    return child;
+  }
+
+  #find(a: string, b: string, c?: string, d?: string): T {
     let level = Children.#next(this.#root, a);
     let key = b;
     if (c !== undefined) {

@@ -2,8 +2,10 @@
 // answer recorded (status, latency, body; a transport error as status 0), percentiles, and which
 // process a PHP pid belongs to.
 
+import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import type { TestContext } from 'node:test';
 
 export interface Sent {
   status: number;
@@ -99,4 +101,27 @@ export function countStatuses(results: readonly Sent[]): Record<number, number> 
   const counts: Record<number, number> = {};
   for (const r of results) counts[r.status] = (counts[r.status] ?? 0) + 1;
   return counts;
+}
+
+/** What everyone else sees meanwhile: small requests on `clients` kept-alive connections until the returned function is called. */
+export function sideStream(port: number, path: string, clients = 2): () => Promise<Sent[]> {
+  let stop = false;
+  const results = runLoad({ port, clients, done: () => stop, request: () => ({ path }) });
+  return () => {
+    stop = true;
+    return results;
+  };
+}
+
+/**
+ * Checks and reports a side stream: every request answered 200, p90 under `p90Ms`. p90 rather than
+ * p99: a starved pool or a blocked event loop slows nearly every request, a busy machine a few.
+ */
+export function checkSide(t: TestContext, label: string, results: Sent[], p90Ms = 300): void {
+  const ms = results.map((r) => r.ms);
+  const failed = results.filter((r) => r.status !== 200);
+  t.diagnostic(`${label}: side stream ${results.length} requests, ${failed.length} failed, p50 ${percentile(ms, 50)} ms, p90 ${percentile(ms, 90)} ms, p99 ${percentile(ms, 99)} ms, max ${Math.max(...ms)} ms`);
+  assert.ok(results.length >= 5, `${label}: the side stream ran (${results.length} requests)`);
+  assert.deepEqual(countStatuses(results), { 200: results.length }, `${label}: every side request answered 200: ${JSON.stringify(failed.slice(0, 3))}`);
+  assert.ok(percentile(ms, 90) < p90Ms, `${label}: side stream p90 ${percentile(ms, 90)} ms is under ${p90Ms} ms`);
 }
