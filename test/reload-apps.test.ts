@@ -111,4 +111,20 @@ describe('apps appear and disappear with their folders', () => {
     assert.equal((await get(cli.port, '/late/hello.php')).status, 404);
     await until('the removed app\'s php-cgi processes to exit', () => (pids.some(alive) ? undefined : true));
   });
+  test('server.max_header_size applies on reload, without a restart, to the connections opened from then on', { timeout: 60_000 }, async () => {
+    const serverFile = join(project.root, 'config', 'server.yaml');
+    const header = (bytes: number) => ({ 'X-Filler': 'x'.repeat(bytes) });
+    assert.equal((await get(cli.port, '/main/hello.php', header(10_000))).status, 200, 'under the default 16K');
+
+    writeFileSync(serverFile, serverYaml({ max_header_size: '8K' }));
+    await cli.waitForOutput(/server settings updated: server\.max_header_size/);
+    assert.equal((await get(cli.port, '/main/hello.php', header(10_000))).status, 431);
+
+    writeFileSync(serverFile, serverYaml({ max_header_size: '32K' }));
+    await cli.waitForOutput(/server settings updated: server\.max_header_size[\s\S]*server settings updated: server\.max_header_size/);
+    const big = await get(cli.port, '/main/hello.php', header(20_000));
+    assert.equal(big.status, 200);
+    assert.match(big.text, /^hello from main/);
+    assert.doesNotMatch(cli.output(), /waiting for a restart/);
+  });
 });

@@ -125,7 +125,12 @@ describe('hot reload under load', () => {
     assert.deepEqual(
       failures.slice(0, 5).map((r) => `${r.status} ${r.error ?? r.body.slice(0, 200)}`),
       [],
-      `${failures.length} of ${results.length} requests failed`,
+      `${failures.length} of ${results.length} requests failed; the server's warnings and errors:\n${cli
+        .output()
+        .split('\n')
+        .filter((line) => /\b(WARN|ERROR|FATAL)\b/.test(line))
+        .slice(-30)
+        .join('\n')}`,
     );
     const replies = results.map((r) => JSON.parse(r.body) as Reply);
     // Each POST body reached PHP whole, exactly once per request (the bodies are unique).

@@ -58,14 +58,14 @@ describe('planReload', () => {
     assert.equal(planReload(before, loadConfig({ root: before.root })).empty, true);
   });
 
-  test('server.port and server.host need a restart; timeouts apply in place', () => {
-    const steps = plan('server:\n  port: 8080\n', { blog }, 'server:\n  port: 9090\n  host: 0.0.0.0\n  read_timeout_seconds: 5\n', { blog });
+  test('server.port and server.host need a restart; timeouts and the header limit apply in place', () => {
+    const steps = plan('server:\n  port: 8080\n', { blog }, 'server:\n  port: 9090\n  host: 0.0.0.0\n  read_timeout_seconds: 5\n  max_header_size: 32K\n', { blog });
     assert.deepEqual(
       steps.filter((s) => s.kind === 'restart-required').map((s) => (s as { key: string }).key).sort(),
       ['server.host', 'server.port'],
     );
     const update = steps.find((s) => s.kind === 'update-server') as { keys: string[] };
-    assert.deepEqual(update.keys, ['server.read_timeout_seconds']);
+    assert.deepEqual(update.keys.sort(), ['server.max_header_size', 'server.read_timeout_seconds']);
   });
 
   test('apps added and removed', () => {

@@ -28,11 +28,13 @@ export interface ReloadPlan {
   empty: boolean;
 }
 
-/** Server keys a running HTTP server cannot take without rebinding or recreating its parser. */
+/**
+ * Server keys a running HTTP server cannot take without rebinding. (The header limit is not one:
+ * node:http reads server.maxHeaderSize for every new connection.)
+ */
 const RESTART_KEYS: ReadonlyArray<[keyof ServerConfig, string]> = [
   ['host', 'the HTTP server listens on its address until restarted'],
   ['port', 'the HTTP server listens on its port until restarted'],
-  ['maxHeaderBytes', "Node's HTTP parser takes its header limit at start"],
 ];
 
 /** Pool keys a running php-cgi pool takes in place. */

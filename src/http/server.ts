@@ -93,10 +93,13 @@ export class HttpFront {
   /** Replaces the apps (hot reload); requests in progress keep the app they started with. */
   /**
    * Applies reloaded server settings that a listening server can take: timeouts, body limit,
-   * status and admin routing. host, port and the header limit need a restart (config/reload.ts).
+   * status and admin routing, the header limit (node:http reads it for each new connection; those
+   * open keep theirs). host and port need a restart (config/reload.ts).
    */
   updateServer(server: ServerConfig, admin: AdminHandler | undefined): void {
     this.#options = { ...this.#options, server, admin };
+    // A documented option of http.createServer, kept as a field node:http reads per connection (@types/node omits the field).
+    (this.#server as { maxHeaderSize?: number }).maxHeaderSize = server.maxHeaderBytes;
     this.#server.requestTimeout = server.readTimeoutMs;
     this.#server.headersTimeout = Math.min(server.readTimeoutMs, 60_000);
     this.#server.keepAliveTimeout = server.idleTimeoutMs;
