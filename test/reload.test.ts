@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { makeProject, serverYaml, startCli, type CliProcess, type Project } from './helpers/front.js';
+import { makeProject, serverYaml, startCli, stopCli, type CliProcess, type Project } from './helpers/front.js';
 import { runLoad, type Sent } from './helpers/http-load.js';
 
 const WORK_PHP = `<?php
@@ -50,10 +50,7 @@ describe('hot reload under load', () => {
   let cli: CliProcess & { port: number };
 
   after(async () => {
-    if (cli) {
-      cli.kill('SIGKILL');
-      await cli.exited;
-    }
+    if (cli) await stopCli(cli);
     await project?.cleanup();
   });
 

@@ -389,6 +389,23 @@ export function runCli(args: string[], options: { cwd?: string; env?: NodeJS.Pro
 }
 
 /** Starts the CLI on a project and waits for its "listening on" line; returns the port. */
+/**
+ * Stops a CLI the way an operator does: SIGTERM, and SIGKILL only if it has not exited within
+ * graceMs (a SIGKILLed TQServer leaves its php-cgi workers behind, so that is the last resort).
+ */
+export async function stopCli(cli: CliProcess, graceMs = 20_000): Promise<void> {
+  cli.kill('SIGTERM');
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => {
+    timer = setTimeout(() => resolve('late'), graceMs);
+  });
+  if ((await Promise.race([cli.exited, late])) === 'late') {
+    cli.kill('SIGKILL');
+    await cli.exited;
+  }
+  clearTimeout(timer);
+}
+
 export async function startCli(root: string, extraArgs: string[] = []): Promise<CliProcess & { port: number }> {
   const cli = runCli(['--root', root, ...extraArgs]);
   try {
