@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { LIVE_RELOAD_EVENTS_PATH, LIVE_RELOAD_SCRIPT_PATH, LIVE_RELOAD_TAG } from '../src/http/live-reload.js';
-import { get, makeProject, request, serverYaml, startCli, workerYaml, type CliProcess, type Project } from './helpers/front.js';
+import { get, makeProject, request, serverYaml, startCli, stopCli, workerYaml, type CliProcess, type Project } from './helpers/front.js';
 
 const page = (version: number) => `<?php $title = 'Live'; ?><!doctype html>
 <html><head><title><?= $title ?></title></head>
@@ -123,10 +123,7 @@ describe('live reload in dev mode', () => {
   });
 
   after(async () => {
-    if (cli) {
-      cli.kill('SIGTERM');
-      await cli.exited;
-    }
+    if (cli) await stopCli(cli);
     await proj?.cleanup();
   });
 
@@ -279,10 +276,7 @@ describe('live reload in production', () => {
   });
 
   after(async () => {
-    if (cli) {
-      cli.kill('SIGTERM');
-      await cli.exited;
-    }
+    if (cli) await stopCli(cli);
     await proj?.cleanup();
   });
 

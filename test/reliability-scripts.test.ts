@@ -10,7 +10,7 @@ import { closeSync, cpSync, fstatSync, openSync, readdirSync, readFileSync, read
 import http from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { makeProject, memoryOf, startCli, statusJson, type CliProcess, type Project } from './helpers/front.js';
+import { makeProject, memoryOf, startCli, stopCli, statusJson, type CliProcess, type Project } from './helpers/front.js';
 import { checkSide, send, sideStream } from './helpers/http-load.js';
 import { PHP_FIXTURES } from './helpers/peers.js';
 import { processGone } from './helpers/supervisor.js';
@@ -129,10 +129,7 @@ describe('scripts that misbehave (real CLI, php-cgi and php-fpm)', () => {
   });
 
   after(async () => {
-    if (cli) {
-      cli.kill('SIGTERM');
-      await cli.exited;
-    }
+    if (cli) await stopCli(cli);
     await project?.cleanup();
   });
 

@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { alive, get, makeProject, serverYaml, startCli, statusJson, workerYaml, type CliProcess, type Project } from './helpers/front.js';
+import { alive, get, makeProject, serverYaml, startCli, stopCli, statusJson, workerYaml, type CliProcess, type Project } from './helpers/front.js';
 
 /** Polls `probe` (a state, not a clock) until it returns a value, or fails after timeoutMs. */
 async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
@@ -46,10 +46,7 @@ describe('apps appear and disappear with their folders', () => {
   });
 
   after(async () => {
-    if (cli) {
-      cli.kill('SIGTERM');
-      await cli.exited;
-    }
+    if (cli) await stopCli(cli);
     await project?.cleanup();
   });
 
