@@ -56,7 +56,18 @@ export class TQServerError extends Error {
 export class FastCGIProtocolError extends TQServerError {}
 
 /** Connecting to, writing to or reading from a FastCGI peer failed. */
-export class FastCGIConnectionError extends TQServerError {}
+export class FastCGIConnectionError extends TQServerError {
+  /**
+   * The peer is known not to have run the request: it closed the connection after its previous
+   * request and discarded what we sent (php-fpm at pm.max_requests). Such a request may be sent
+   * again whatever its method.
+   */
+  readonly unprocessed: boolean;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; unprocessed?: boolean }) {
+    super(code, message, options);
+    this.unprocessed = options?.unprocessed ?? false;
+  }
+}
 
 /** A connect, read or write deadline passed. */
 export class FastCGITimeoutError extends TQServerError {}

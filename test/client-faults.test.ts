@@ -472,6 +472,87 @@ describe('protocol violations (a raw socket peer)', () => {
   });
 });
 
+/**
+ * A unix-socket peer that answers the first request on each connection with its body, then, once
+ * the next request has arrived on that connection, either shuts its write side and reads on until
+ * we close (what php-fpm's fcgi_close does after a child's last request: `drain`), or closes the
+ * socket outright (a peer that dies after reading the request: `die`). Real php-fpm makes the
+ * moment a matter of microseconds; here it is certain. Returns its address and what it answered.
+ */
+async function closingPeer(mode: 'drain' | 'die'): Promise<{ address: Address; answered: string[]; connections: () => number }> {
+  const answered: string[] = [];
+  let connections = 0;
+  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+    connections += 1;
+    socket.on('error', () => {});
+    socket.on('end', () => socket.destroy());
+    let input = Buffer.alloc(0);
+    let answeredFirst = false;
+    socket.on('data', (chunk: Buffer) => {
+      input = Buffer.concat([input, chunk]);
+      // Everything received so far, record by record: type at byte 1, content length at 4-5, padding at 6.
+      let requests = 0;
+      let body = Buffer.alloc(0);
+      for (let at = 0; at + 8 <= input.length; ) {
+        const contentLength = input.readUInt16BE(at + 4);
+        const end = at + 8 + contentLength + input[at + 6]!;
+        if (end > input.length) break;
+        const type = input[at + 1]!;
+        if (type === 1) requests += 1;
+        if (type === 5 && requests === 1 && contentLength > 0) body = Buffer.concat([body, input.subarray(at + 8, at + 8 + contentLength)]);
+        if (type === 5 && requests === 1 && contentLength === 0 && !answeredFirst) {
+          answeredFirst = true;
+          answered.push(body.toString());
+          socket.write(Buffer.concat([record(6, 1, Buffer.from(`Status: 200\r\n\r\n${body.toString()}`)), record(6, 1), record(3, 1, Buffer.alloc(8))]));
+        }
+        at = end;
+      }
+      if (requests >= 2 && !socket.writableEnded && !socket.destroyed) {
+        if (mode === 'drain') socket.end();
+        else socket.destroy();
+      }
+    });
+  });
+  const dir = await tempDir();
+  const path = join(dir.path, 'closing.sock');
+  server.listen(path);
+  await once(server, 'listening');
+  cleanups.push(() => dir.cleanup());
+  cleanups.push(() => new Promise((resolve) => server.close(resolve)));
+  return { address: { path }, answered, connections: () => connections };
+}
+
+describe('a peer that closes a kept-alive connection while a request is on its way (unix socket)', () => {
+  const post = (client: FastCGIClient, body: string) => client.request({ params: postParams('echo.php', body.length), body: Buffer.from(body) }).text();
+
+  test('it shut its write side and still reads (php-fpm after its last request): the POST was not run and goes again', LIMIT, async (t) => {
+    const peer = await closingPeer('drain');
+    const client = clientFor(t, peer.address, { maxConns: 1 });
+    // B waits for the one connection and is sent on it the moment A's END_REQUEST arrives.
+    const [a, b] = await Promise.all([post(client, 'first body'), post(client, 'second body')]);
+    assert.equal(cgi(a.stdout).body, 'first body');
+    assert.equal(cgi(b.stdout).body, 'second body');
+    assert.deepEqual(peer.answered, ['first body', 'second body'], 'each body answered once, the second on a new connection');
+    assert.equal(peer.connections(), 2);
+    assert.equal(client.stats.retries, 1);
+  });
+
+  test('it closed outright after reading the request (it may have run it): the POST fails, never sent twice', LIMIT, async (t) => {
+    const peer = await closingPeer('die');
+    const client = clientFor(t, peer.address, { maxConns: 1 });
+    const [a, b] = await Promise.allSettled([post(client, 'first body'), post(client, 'second body')]);
+    assert.equal(a.status, 'fulfilled');
+    assert.equal(b.status, 'rejected');
+    const error = (b as PromiseRejectedResult).reason as FastCGIConnectionError;
+    assert.ok(error instanceof FastCGIConnectionError);
+    assert.equal(error.code, 'FCGI_PEER_CLOSED');
+    assert.equal(error.unprocessed, false);
+    assert.match(error.message, /closed the connection before ending the request/);
+    assert.equal(client.stats.retries, 0);
+    assert.equal(peer.connections(), 1);
+  });
+});
+
 test('a caller tells refused, timed out, protocol violation, peer closed and aborted apart by class and code', LIMIT, async (t) => {
   const refused = await refusedError();
   const { error: timedOut } = await connectTimeoutError(100);

@@ -348,6 +348,27 @@ describe('a peer that closes kept-alive connections after each request (php-fpm 
     assert.deepEqual(results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason)), []);
   });
 
+  test('on a unix socket, without maxRequestsPerConnection (a count out of step): POSTs caught by the close are proven unrun and sent again', LIMIT, async (t) => {
+    // A unix socket tells a peer that still reads from one that is gone (see FastCGIConnection#onPeerEnd).
+    const unix = await startFpm({ transport: 'unix', pool: { 'pm.max_children': '2', 'pm.max_requests': '1' } });
+    const client = new FastCGIClient({ address: unix.address, maxConns: 2 });
+    t.after(async () => {
+      client.destroy();
+      await unix.stop();
+    });
+    const post = (i: number) =>
+      dispatch(client, {
+        params: phpParams('echo.php', { REQUEST_METHOD: 'POST', CONTENT_LENGTH: String(String(i).length) }),
+        body: Buffer.from(String(i)),
+      }).done;
+    const results = await Promise.allSettled(Array.from({ length: 60 }, (_, i) => post(i)));
+    assert.deepEqual(results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason)), []);
+    // Each answer is for its own body: nothing was mixed up or run twice on the way.
+    const bodies = results.map((r) => JSON.parse(cgi((r as PromiseFulfilledResult<{ stdout: string }>).value.stdout).body) as { bodyMd5: string });
+    assert.equal(new Set(bodies.map((b) => b.bodyMd5)).size, 60);
+    t.diagnostic(`${client.stats.retries} of 60 POSTs were sent on a connection php-fpm was closing, and sent again`);
+  });
+
   test('maxRequestsPerConnection: a connection is closed after its last request, so POST bodies are never lost', LIMIT, async (t) => {
     const client = new FastCGIClient({ address: recycling.address, maxConns: 2, maxRequestsPerConnection: 1 });
     t.after(() => client.destroy());

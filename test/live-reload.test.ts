@@ -198,7 +198,7 @@ describe('live reload in dev mode', () => {
       await tab.goto(`http://127.0.0.1:${cli.port}/app/page.php`);
       assert.equal(await tab.textContent('#v'), 'version 3');
       // The page's stream is open before the file changes, so the change cannot slip past it.
-      await cli.waitForOutput(new RegExp(`(?:live reload: a page is listening[\\s\\S]*){${listening + 1}}`));
+      await cli.waitForCount(/live reload: a page is listening/, listening + 1);
 
       const reloaded = tab.waitForEvent('load', { timeout: 20_000 });
       edit(join(proj.docRoot('app'), 'page.php'), page(4));
@@ -230,7 +230,7 @@ describe('live reload turned off and on by a config reload', () => {
       assert.equal((await get(cli.port, LIVE_RELOAD_SCRIPT_PATH)).status, 404, 'no app is mounted there');
 
       writeFileSync(serverFile, serverYaml());
-      await cli.waitForOutput(/(?:live reload: on[\s\S]*){2}/);
+      await cli.waitForCount(/live reload: on/, 2);
       const php = await get(cli.port, '/app/page.php');
       assert.ok(php.text.includes(`${LIVE_RELOAD_TAG}</body>`));
       assert.equal(Number(php.headers['content-length']), php.body.length);

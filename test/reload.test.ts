@@ -81,7 +81,7 @@ describe('hot reload under load', () => {
     let reloadsSeen = 0;
     const reloaded = async () => {
       reloadsSeen += 1;
-      await cli.waitForOutput(new RegExp(`(?:reload \\([^)]*\\) done[^\\n]*\\n[\\s\\S]*){${reloadsSeen}}`), 30_000);
+      await cli.waitForCount(/reload \([^)]*\) done/, reloadsSeen, 30_000);
       const mark = sent;
       while (sent < mark + PER_STAGE) await new Promise((resolve) => setImmediate(resolve));
     };

@@ -54,6 +54,12 @@ function hasNoBody(options: RequestOptions): boolean {
   return body === undefined || body === null || ((typeof body === 'string' || Buffer.isBuffer(body)) && body.length === 0);
 }
 
+/** A body that can be sent again: none, or bytes in memory (a stream is consumed by the first attempt). */
+function bodyInMemory(options: RequestOptions): boolean {
+  const body = options.body;
+  return body === undefined || body === null || typeof body === 'string' || Buffer.isBuffer(body);
+}
+
 /**
  * RFC 9110 9.2.2: methods whose repetition has the effect of one request. A connection that closes
  * without an answer may have run the script before it died, so only these are ever sent twice (as
@@ -398,11 +404,16 @@ export class FastCGIClient extends EventEmitter {
    * reading our request: if nothing came back and the request has no body (nothing of it can have
    * been consumed) and an idempotent method (the peer may have run it before dying), it is sent once
    * more on a fresh connection, and true is returned. A request with a body, or a POST without one,
-   * is never replayed.
+   * is not replayed, unless the connection proved the peer never ran it (`unprocessed`: php-fpm
+   * closing after its last request, see FastCGIConnection) and its body is still in memory.
    */
   retryStale(pooled: PooledRequest, error: Error): boolean {
     const code = (error as { code?: string }).code ?? '';
-    if (!pooled.reused || pooled.answered || pooled.retried || pooled.done || this.#destroyed || !STALE_CONNECTION_ERRORS.has(code) || !replayable(pooled.options)) {
+    if (pooled.answered || pooled.retried || pooled.done || this.#destroyed || !STALE_CONNECTION_ERRORS.has(code)) return false;
+    // The peer proved it never ran the request (php-fpm closing after its last one): any method
+    // goes again, as long as its body is still in memory.
+    const unprocessed = (error as { unprocessed?: boolean }).unprocessed === true;
+    if (unprocessed ? !bodyInMemory(pooled.options) : !pooled.reused || !replayable(pooled.options)) {
       return false;
     }
     pooled.retried = true;

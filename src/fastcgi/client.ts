@@ -101,6 +101,8 @@ interface PendingValues {
 
 /** The request id this client uses: php-fpm and php-cgi do not multiplex, and nginx also uses 1. */
 const REQUEST_ID = 1;
+/** Written to a peer that sent FIN before answering, to learn whether it still reads (#onPeerEnd). */
+const PROBE_RECORD = encodeRecord(RecordType.GetValues, NULL_REQUEST_ID, Buffer.alloc(0));
 
 const DEFAULTS = {
   connectTimeoutMs: 5000,
@@ -154,6 +156,8 @@ export class FastCGIConnection extends EventEmitter {
   #drainTimer: NodeJS.Timeout | null = null;
   #closeWhenIdle = false;
   #requestsServed = 0;
+  /** The peer sent FIN while a request waited for its answer; a probe write is in flight (#onPeerEnd). */
+  #probing = false;
   #pendingValues: PendingValues | null = null;
   #closeError: Error | null = null;
   /** The socket's inactivity timeout as last set (see #setTimeout). */
@@ -168,7 +172,8 @@ export class FastCGIConnection extends EventEmitter {
     const target = toAddress(address);
     const connectTimeoutMs = options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
     return new Promise((resolve, reject) => {
-      const socket = 'path' in target ? net.connect({ path: target.path }) : net.connect({ host: target.host, port: target.port });
+      // Half-open allowed: a peer that shuts its write side may still be reading (see #onPeerEnd).
+      const socket = 'path' in target ? net.connect({ path: target.path, allowHalfOpen: true }) : net.connect({ host: target.host, port: target.port, allowHalfOpen: true });
       const timer =
         connectTimeoutMs > 0
           ? setTimeout(() => {
@@ -200,7 +205,7 @@ export class FastCGIConnection extends EventEmitter {
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('timeout', () => this.#onTimeout());
     socket.on('drain', () => this.#onDrain());
-    socket.on('end', () => this.#onPeerClosed(null));
+    socket.on('end', () => this.#onPeerEnd());
     socket.on('error', (error: NodeJS.ErrnoException) => this.#onPeerClosed(error));
     socket.on('close', () => this.#onPeerClosed(null));
   }
@@ -650,8 +655,36 @@ export class FastCGIConnection extends EventEmitter {
     this.#socket.setTimeout(ms);
   }
 
-  #onPeerClosed(error: NodeJS.ErrnoException | null): void {
+  /**
+   * The peer sent FIN. php-fpm (main/fastcgi.c fcgi_close) ends a kept-alive connection after the
+   * last request a child serves (pm.max_requests) by shutting its write side just after that
+   * request's END_REQUEST, then reading and discarding whatever arrives until we close. A request
+   * sent in that moment was never run. On a unix socket this is provable: a write to a peer that is
+   * gone fails at once (EPIPE), a write to one that still reads succeeds. So when the request has
+   * had no answer at all, one probe record (an empty FCGI_GET_VALUES, harmless to any FastCGI
+   * application) tells the two apart, and the request is failed as `unprocessed` (sent again by the
+   * pool, POST included) only when the peer was still reading. Over TCP a write to a closed peer
+   * also succeeds (the reset comes later), so nothing is concluded there.
+   */
+  #onPeerEnd(): void {
+    if (this.#state === 'closed' || this.#probing) return;
+    const request = this.#active;
+    const socket = this.#socket;
+    if (request && !request.finished && request.stdoutBytes === 0 && request.stderrBytes === 0 && 'path' in this.address && socket.allowHalfOpen && socket.writable) {
+      this.#probing = true;
+      socket.write(PROBE_RECORD, (error) => {
+        if (error) this.#onPeerClosed(error as NodeJS.ErrnoException);
+        else this.#onPeerClosed(null, true);
+      });
+      return;
+    }
+    this.#onPeerClosed(null);
+  }
+
+  #onPeerClosed(error: NodeJS.ErrnoException | null, unprocessed = false): void {
     if (this.#state === 'closed') return;
+    if (this.#probing && !unprocessed && !error) return; // 'close' during the probe: its outcome decides
+    this.#probing = false;
     const request = this.#active;
     const where = formatAddress(this.address);
     let reason: Error;
@@ -659,11 +692,17 @@ export class FastCGIConnection extends EventEmitter {
       reason = new FastCGIConnectionError('FCGI_CONNECTION_ERROR', `connection to ${where} failed: ${error.message}`, { cause: error });
     } else if (request && !request.finished) {
       const how = error ? ` (${error.code})` : '';
-      reason = new FastCGIConnectionError(
-        'FCGI_PEER_CLOSED',
-        `${where} closed the connection before ending the request${how}, after ${request.stdoutBytes} bytes of stdout`,
-        { cause: error ?? undefined },
-      );
+      reason = unprocessed
+        ? new FastCGIConnectionError(
+            'FCGI_PEER_CLOSED',
+            `${where} closed the connection after its previous request without running this one (request ${this.#requestsServed + 1} on this connection; php-fpm does this at pm.max_requests)`,
+            { unprocessed: true },
+          )
+        : new FastCGIConnectionError(
+            'FCGI_PEER_CLOSED',
+            `${where} closed the connection before ending the request${how}, after ${request.stdoutBytes} bytes of stdout (request ${this.#requestsServed + 1} on this connection)`,
+            { cause: error ?? undefined },
+          );
     } else {
       reason = new FastCGIConnectionError('FCGI_PEER_CLOSED', `${where} closed the connection${error ? ` (${error.code})` : ''}`, { cause: error ?? undefined });
     }

@@ -129,6 +129,8 @@ class PoolRequest implements RequestController, ResponseHandler {
   finished = false;
   /** Queues the request again (once) when its worker could not be reached; false when it cannot. */
   requeue: (() => boolean) | null = null;
+  /** Its body (if any) is in memory, so it can be sent again after a worker that did not run it. */
+  bodyInMemory = true;
   /** request_timeout, while the request runs. */
   timer: NodeJS.Timeout | null = null;
   readonly #handler: ResponseHandler;
@@ -162,9 +164,10 @@ class PoolRequest implements RequestController, ResponseHandler {
 
   onError(error: Error): void {
     if (this.finished) return;
-    if (this.requeue && NEVER_REACHED_PHP.has((error as { code?: string }).code ?? '')) {
-      // The worker died while idle (killed, crashed) before the pool noticed: nothing of the request
-      // reached PHP, so it goes back to the queue for another worker instead of costing a 502.
+    if (this.requeue && (NEVER_REACHED_PHP.has((error as { code?: string }).code ?? '') || (this.bodyInMemory && (error as { unprocessed?: boolean }).unprocessed === true))) {
+      // The worker died while idle (killed, crashed) before the pool noticed, or closed its
+      // connection without running the request (FastCGIConnection's probe proved it): nothing of the
+      // request ran in PHP, so it goes back to the queue for another worker instead of costing a 502.
       const requeue = this.requeue;
       this.requeue = null;
       if (this.timer) clearTimeout(this.timer);
@@ -318,6 +321,8 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     const request = new PoolRequest(handler, (reason) => {
       if (waiter) this.#dropWaiter(waiter, this.#abandoned(reason));
     });
+    const body = options.body;
+    request.bodyInMemory = body === undefined || body === null || typeof body === 'string' || Buffer.isBuffer(body);
     if (signal?.aborted) {
       request.finished = true;
       handler.onError(this.#abandoned(signal.reason));

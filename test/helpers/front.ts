@@ -328,6 +328,8 @@ export interface CliProcess {
   /** stdout + stderr so far. */
   output(): string;
   waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
+  /** Waits until `pattern` (one line's worth, no nested repetition) has matched `count` times in all. */
+  waitForCount(pattern: RegExp, count: number, timeoutMs?: number): Promise<void>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   kill(signal?: NodeJS.Signals): void;
 }
@@ -352,36 +354,43 @@ export function runCli(args: string[], options: { cwd?: string; env?: NodeJS.Pro
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
   cliChildren.add(child);
   child.once('exit', () => cliChildren.delete(child));
+  /** Resolves with the first non-null result of `test`, tried now and after each output chunk. */
+  const waitFor = <T>(test: () => T | null, what: string, timeoutMs: number): Promise<T> =>
+    new Promise((resolve, reject) => {
+      const check = () => {
+        const result = test();
+        if (result !== null) {
+          cleanup();
+          resolve(result);
+        }
+      };
+      const onExit = () => {
+        cleanup();
+        reject(new Error(`the CLI exited before printing ${what}; output:\n${text.slice(-3000)}`));
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`the CLI did not print ${what} within ${timeoutMs} ms; output:\n${text.slice(-3000)}`));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        listeners.delete(check);
+        child.off('close', onExit);
+      };
+      listeners.add(check);
+      child.once('close', onExit);
+      check();
+    });
   return {
     child,
     pid: child.pid!,
     output: () => text,
     waitForOutput(pattern, timeoutMs = 15_000) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          const match = pattern.exec(text);
-          if (match) {
-            cleanup();
-            resolve(match);
-          }
-        };
-        const onExit = () => {
-          cleanup();
-          reject(new Error(`the CLI exited before printing ${pattern}; output:\n${text.slice(-3000)}`));
-        };
-        const timer = setTimeout(() => {
-          cleanup();
-          reject(new Error(`the CLI did not print ${pattern} within ${timeoutMs} ms; output:\n${text.slice(-3000)}`));
-        }, timeoutMs);
-        const cleanup = () => {
-          clearTimeout(timer);
-          listeners.delete(check);
-          child.off('close', onExit);
-        };
-        listeners.add(check);
-        child.once('close', onExit);
-        check();
-      });
+      return waitFor(() => pattern.exec(text), String(pattern), timeoutMs);
+    },
+    async waitForCount(pattern, count, timeoutMs = 15_000) {
+      const global = new RegExp(pattern.source, pattern.flags.includes('g') ? pattern.flags : `${pattern.flags}g`);
+      await waitFor(() => ((text.match(global)?.length ?? 0) >= count ? true : null), `${pattern} ${count} times`, timeoutMs);
     },
     exited,
     kill: (signal = 'SIGTERM') => child.kill(signal),
