@@ -2,7 +2,9 @@
 // dynamic pool grows from start_workers to max_workers under a burst, and the first response of an
 // ondemand pool that starts from zero.
 
-import { mkdtemp, rm } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -63,11 +65,37 @@ function distribution(label: string, values: number[], target: string): Row {
   };
 }
 
-async function spawnTimes(binary: PhpBinary, runs: number, dir: string): Promise<{ ready: number[]; firstResponse: number[] }> {
+/**
+ * PHP's own share of a spawn: `php-cgi -v` from exec to exit (it loads the same php.ini and
+ * extensions as a worker, then prints its version), with no TQServer involved.
+ */
+async function phpAlone(binary: PhpBinary, runs: number, env: NodeJS.ProcessEnv): Promise<number[]> {
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    const child = spawn(binary.path, ['-v'], { env, stdio: 'ignore' });
+    await once(child, 'exit');
+    times.push(performance.now() - t0);
+  }
+  return times;
+}
+
+/** How many extension .ini files php-cgi reads at start (php_ini_scanned_files()). */
+async function extensionIniCount(binary: PhpBinary, dir: string): Promise<number> {
+  const script = join(dir, 'scanned.php');
+  await writeFile(script, '<?php $f = php_ini_scanned_files(); echo $f ? count(explode(",", $f)) : 0;');
+  const child = spawn(binary.path, ['-q', script], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  await once(child, 'exit');
+  return Number.parseInt(out, 10) || 0;
+}
+
+async function spawnTimes(binary: PhpBinary, runs: number, dir: string, env: Record<string, string> = {}): Promise<{ ready: number[]; firstResponse: number[] }> {
   const ready: number[] = [];
   const firstResponse: number[] = [];
   for (let i = 0; i < runs; i++) {
-    const worker = new PhpCgiWorker({ id: i, pool: 'bench', binary, listen: { path: join(dir, `spawn-${i}.sock`) }, log: silentLogger() });
+    const worker = new PhpCgiWorker({ id: i, pool: 'bench', binary, listen: { path: join(dir, `spawn-${i}.sock`) }, env, log: silentLogger() });
     const t0 = performance.now();
     await worker.start();
     ready.push(performance.now() - t0);
@@ -111,7 +139,7 @@ export const poolSection: Section = {
   name: 'pool',
   title: 'php-cgi pool: spawn, growth, ondemand',
   description:
-    "TQServer's own php-cgi process manager, no HTTP: a worker's time from spawn to accepting connections and to its first answer (hello.php); a dynamic pool (start_workers 2, max_workers 10) hit by 40 concurrent 50 ms requests, timed until all 10 workers run; an ondemand pool's first answer from zero workers. Aims (issue 3): spawn < 30 ms, growth to 10 workers < 1 s, ondemand first response < 100 ms.",
+    "TQServer's own php-cgi process manager, no HTTP: a worker's time from spawn to accepting connections and to its first answer (hello.php), next to `php-cgi -v` run alone (PHP's own start: php.ini and every extension loaded), both with the machine's extension .ini files and with none (PHP_INI_SCAN_DIR empty), so TQServer's share is the difference; a dynamic pool (start_workers 2, max_workers 10) hit by 40 concurrent 50 ms requests, timed until all 10 workers run; an ondemand pool's first answer from zero workers. Aims (issue 3): spawn < 30 ms, growth to 10 workers < 1 s, ondemand first response < 100 ms.",
   columns: [
     { key: 'median', label: 'median ms', digits: 1 },
     { key: 'p99', label: 'p99 ms', digits: 1 },
@@ -125,7 +153,11 @@ export const poolSection: Section = {
     try {
       const runs = options.quick ? 10 : 40;
       options.log(`pool: spawning ${runs} workers one after another`);
-      const spawn = await spawnTimes(binary, runs, dir);
+      const spawned = await spawnTimes(binary, runs, dir);
+      options.log(`pool: the same with PHP_INI_SCAN_DIR empty (no extension .ini files), and php-cgi -v alone`);
+      const lean = await spawnTimes(binary, runs, dir, { PHP_INI_SCAN_DIR: '' });
+      const alone = await phpAlone(binary, runs, { PATH: process.env.PATH ?? '' });
+      const aloneLean = await phpAlone(binary, runs, { PATH: process.env.PATH ?? '', PHP_INI_SCAN_DIR: '' });
       const rounds = options.quick ? 3 : 8;
       options.log(`pool: dynamic growth, ${rounds} rounds`);
       const grow: number[] = [];
@@ -133,9 +165,13 @@ export const poolSection: Section = {
       options.log(`pool: ondemand first response, ${rounds} rounds`);
       const first: number[] = [];
       for (let i = 0; i < rounds; i++) first.push(await ondemandFirst(binary));
+      const ini = await extensionIniCount(binary, dir);
       return [
-        distribution('worker spawn to accepting', spawn.ready, '< 30 ms'),
-        distribution('worker spawn to first answer', spawn.firstResponse, ''),
+        distribution(`worker spawn to accepting (${ini} extension .ini files)`, spawned.ready, '< 30 ms'),
+        distribution('worker spawn to first answer', spawned.firstResponse, ''),
+        distribution(`php-cgi -v alone, no TQServer (${ini} extension .ini files): PHP's own start`, alone, ''),
+        distribution('worker spawn to accepting, PHP_INI_SCAN_DIR empty', lean.ready, '< 30 ms'),
+        distribution('php-cgi -v alone, PHP_INI_SCAN_DIR empty', aloneLean, ''),
         distribution('dynamic pool 2 -> 10 workers under a burst', grow, '< 1000 ms'),
         distribution('ondemand pool: first answer from zero', first, '< 100 ms'),
       ];

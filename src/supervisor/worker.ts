@@ -402,9 +402,11 @@ export class PhpCgiWorker extends EventEmitter {
             cause: error,
           });
         }
-        // php-cgi binds within milliseconds of exec; retry quickly, backing off to 8 ms.
+        // php-cgi binds once PHP has started (15-60 ms, by its extensions): retry every 2 ms at most,
+        // so the worker is taken into service within 2 ms of listening (a refused unix connect is one
+        // cheap syscall).
         await new Promise((resolve) => setTimeout(resolve, delayMs));
-        delayMs = Math.min(delayMs * 2, 8);
+        delayMs = Math.min(delayMs * 2, 2);
       }
     }
   }
