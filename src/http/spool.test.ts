@@ -46,6 +46,15 @@ test('a body past the threshold goes to a mode 0600 temp file, in order, and cle
   await spooled.cleanup();
 });
 
+test('a large body in tiny pieces (more per batch than writev takes) arrives whole and in order', async () => {
+  const data = randomBytes(2 * 1024 * 1024 + 11);
+  const spooled = await spoolBody(source(data, 1000), 10 * 1024 * 1024, 64 * 1024);
+  assert.equal(spooled.inFile, true);
+  assert.equal(spooled.length, data.length);
+  assert.deepEqual(await readAll(spooled.body), data);
+  await spooled.cleanup();
+});
+
 test('past maxBytes: BodyTooLargeError, the source paused but not destroyed (the 413 can still be written)', async () => {
   const stream = source(randomBytes(50_000), 1000);
   await assert.rejects(spoolBody(stream, 10_000, 4096), (error: unknown) => error instanceof BodyTooLargeError && error.limit === 10_000);
