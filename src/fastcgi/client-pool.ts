@@ -55,7 +55,7 @@ function hasNoBody(options: RequestOptions): boolean {
 }
 
 /** A body that can be sent again: none, or bytes in memory (a stream is consumed by the first attempt). */
-function bodyInMemory(options: RequestOptions): boolean {
+export function bodyInMemory(options: RequestOptions): boolean {
   const body = options.body;
   return body === undefined || body === null || typeof body === 'string' || Buffer.isBuffer(body);
 }

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { PhpTimeoutError, PoolUnavailableError } from '../errors.js';
 import type { Address } from '../fastcgi/address.js';
 import { toAbortError, type EndResult, type RequestController, type RequestOptions, type ResponseHandler } from '../fastcgi/client.js';
+import { bodyInMemory } from '../fastcgi/client-pool.js';
 import type { Logger } from '../log.js';
 import type { PhpBinary } from '../php/binary.js';
 import { bootWorkers, decide, type PmConfig, type PmDecision } from './pm.js';
@@ -321,8 +322,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     const request = new PoolRequest(handler, (reason) => {
       if (waiter) this.#dropWaiter(waiter, this.#abandoned(reason));
     });
-    const body = options.body;
-    request.bodyInMemory = body === undefined || body === null || typeof body === 'string' || Buffer.isBuffer(body);
+    request.bodyInMemory = bodyInMemory(options);
     if (signal?.aborted) {
       request.finished = true;
       handler.onError(this.#abandoned(signal.reason));
