@@ -73,8 +73,10 @@ class ServerLogSink extends Writable {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    if (!this.file) return callback();
-    this.file.write(chunk, () => callback());
+    // Handed over at once: the LogFile holds what waits for the disk, up to its cap, and drops the
+    // rest; waiting here for each line would hold them in this stream instead, without a bound.
+    this.file?.write(chunk);
+    callback();
   }
 }
 
@@ -149,6 +151,10 @@ async function main(argv: string[]): Promise<number> {
       if (serverLog && failed !== serverLog.sink.file) serverLog.log.error({ file: failed.path }, text);
       else process.stderr.write(`tqserver: ${text}\n`);
     },
+    onDropped: (file, warning) => {
+      if (serverLog && file !== serverLog.sink.file) serverLog.log.warn({ file: file.path }, warning);
+      else process.stderr.write(`tqserver: ${warning}\n`);
+    },
   });
   try {
     serverLog = createServerLogger(config, flags.quiet, files);
@@ -163,7 +169,8 @@ async function main(argv: string[]): Promise<number> {
     server = await TQServer.start(config, log, { logFiles: files });
   } catch (error) {
     log.fatal({}, `cannot start: ${(error as Error).message}`);
-    process.stderr.write(`tqserver: cannot start: ${(error as Error).message}\n`);
+    // The console log already said it on stderr, unless --quiet turned it off.
+    if (flags.quiet) process.stderr.write(`tqserver: cannot start: ${(error as Error).message}\n`);
     return 1;
   }
 

@@ -1,14 +1,16 @@
 // Log files against the real file system: {date} rotation with a fake clock (a new file each day,
 // every line in the file of its day), reopen after logrotate's rename, reopen while a write waits
-// for the disk, a file that cannot be written, and the registry SIGUSR1 uses.
+// for the disk, a file that cannot be written, a disk that stalls (a FIFO nobody reads: lines past
+// the cap are dropped, counted and told), and the registry SIGUSR1 uses.
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { pino } from 'pino';
-import { LogFile, logFileName, LogFiles } from './log-file.js';
+import { type DroppedLines, LogFile, logFileName, LogFiles } from './log-file.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tq-log-file-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -22,6 +24,57 @@ async function fileText(path: string, done: (text: string) => boolean, timeoutMs
     if (Date.now() > deadline) assert.fail(`${path}: not as expected within ${timeoutMs} ms; it holds:\n${text}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+/**
+ * A disk that stalls: a FIFO whose read end is open (non-blocking, so the writer's open does not
+ * block) and not read, so the writer stops once the pipe's 64 KiB are full. read() takes what the
+ * writer managed to write since and returns everything read so far; close() lets a writer still
+ * blocked in write() go (it gets EPIPE), so the process can exit even when a test failed midway.
+ */
+function stalledDisk(name: string): { path: string; read: () => string; close: () => void } {
+  const path = join(dir, `${name}.fifo`);
+  execFileSync('mkfifo', [path]);
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  const buffer = Buffer.alloc(1 << 16);
+  let text = '';
+  let open = true;
+  return {
+    path,
+    read: () => {
+      for (let n = 1; open && n > 0; ) {
+        try {
+          n = readSync(fd, buffer);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === 'EAGAIN') break;
+          throw error;
+        }
+        text += buffer.toString('latin1', 0, n);
+      }
+      return text;
+    },
+    close: () => {
+      if (open) closeSync(fd);
+      open = false;
+    },
+  };
+}
+
+/** Waits until `done()` holds, with a deadline, checking once per event-loop turn (I/O included). */
+async function until(what: string, done: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) assert.fail(`not within ${timeoutMs} ms: ${what}`);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/** Ends a file on a stalled disk: reads until it is closed, then closes the read end (a writer still blocked gets EPIPE). */
+async function closeStalled(close: () => Promise<void>, file: LogFile, disk: { read: () => string; close: () => void }): Promise<void> {
+  const closed = close();
+  await until('the file is closed', () => (disk.read(), file.writableFinished)).catch(() => undefined);
+  disk.close();
+  await closed;
 }
 
 /** A clock the test moves. */
@@ -185,6 +238,104 @@ describe('LogFile', () => {
     await new Promise((resolve) => setImmediate(resolve));
     assert.equal(errors.length, 1, `reported once per failure, not per line: ${errors.join(', ')}`);
     await files.release(file);
+  });
+});
+
+describe('a log disk that does not keep up (it grew the server until the OOM killer came)', () => {
+  const maxHeldBytes = 256 * 1024;
+  const batchBytes = 64 * 1024;
+
+  test('past maxHeldBytes lines are dropped and counted; the file says how many before the next lines, once writes go through again', async () => {
+    const disk = stalledDisk('text');
+    const file = new LogFile(disk.path, undefined, { maxHeldBytes });
+    const drops: DroppedLines[] = [];
+    const errors: Error[] = [];
+    file.on('dropped', (dropped: DroppedLines) => drops.push(dropped));
+    file.on('error', (error: Error) => errors.push(error));
+    try {
+      // Numbered lines of one length, 100 a turn: the pipe fills, then LogFile's own buffer, then lines are dropped.
+      const line = (i: number) => `line ${String(i).padStart(7, '0')} ${'x'.repeat(86)}`;
+      const lineBytes = line(0).length + 1;
+      let written = 0;
+      let mostHeldBytes = 0;
+      const writeRound = () => {
+        for (let end = written + 100; written < end; written++) file.writeLine(line(written));
+        mostHeldBytes = Math.max(mostHeldBytes, file.writableLength);
+      };
+      await until('lines are dropped', () => (writeRound(), drops.length > 0));
+      // The disk stays stalled for 50 more turns: lines are dropped, nothing more is held.
+      for (let round = 0; round < 50; round++) {
+        writeRound();
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      assert.ok(mostHeldBytes <= maxHeldBytes + batchBytes, `held ${mostHeldBytes} bytes: more than the cap and a batch`);
+      assert.equal(drops.length, 1, 'told once per episode');
+      assert.equal(drops[0]!.maxHeldBytes, maxHeldBytes);
+      assert.equal(drops[0]!.bytes, drops[0]!.lines * lineBytes);
+
+      // The disk comes back: what was held is written, then the next line brings the notice before it.
+      await until('the held lines are written', () => (disk.read(), file.writableLength === 0));
+      file.writeLine('after the stall');
+      await until('the line after the stall arrives', () => disk.read().endsWith('after the stall\n'));
+      const lines = disk.read().split('\n').slice(0, -1);
+      assert.equal(lines.at(-1), 'after the stall');
+      // The notice stands where lines are missing: lines written during the stall that were still in
+      // the batch when it ended follow it.
+      const at = lines.findIndex((text) => !text.startsWith('line '));
+      assert.equal(lines.filter((text) => !text.startsWith('line ')).length, 2, 'one notice, then the line after the stall');
+      const time = String.raw`\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}`;
+      const match = new RegExp(String.raw`^\[${time}\] tqserver: (\d+) lines \((\d+) bytes\) dropped from this log since ${time}: the disk did not keep up \(more than 256 KiB waited to be written\); check the disk it is on$`).exec(lines[at]!);
+      assert.ok(match, `the notice line: ${lines[at]}`);
+      const dropped = Number(match[1]);
+      assert.equal(Number(match[2]), dropped * lineBytes);
+      // Every line written is in the file, in order, except the ones the notice counts, all at its place.
+      const number = (text: string) => (text === 'after the stall' ? written : Number(text.split(' ')[1]));
+      const kept = lines.filter((text) => text.startsWith('line ')).map(number);
+      assert.deepEqual(kept, Array.from({ length: written - dropped }, (_, i) => (i < at ? i : i + dropped)));
+      assert.equal(number(lines[at + 1]!) - number(lines[at - 1]!) - 1, dropped);
+
+      // The episode is over: a later line comes without a notice, and nothing more is told.
+      file.writeLine('later');
+      await until('the later line arrives', () => disk.read().endsWith('after the stall\nlater\n'));
+      assert.equal(drops.length, 1);
+      assert.deepEqual(errors, []);
+    } finally {
+      await closeStalled(() => file.close(), file, disk);
+    }
+  });
+
+  test('JSON lines (the server log) get a JSON notice; the registry warns once per episode', async () => {
+    const disk = stalledDisk('json');
+    const warnings: string[] = [];
+    const files = new LogFiles({ maxHeldBytes, onDropped: (_file, warning) => warnings.push(warning) });
+    const file = files.open(disk.path);
+    const log = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime }, file);
+    try {
+      let written = 0;
+      const writeRound = () => {
+        for (let end = written + 100; written < end; written++) log.info({ n: written }, 'x'.repeat(100));
+      };
+      await until('lines are dropped', () => (writeRound(), warnings.length > 0));
+      for (let round = 0; round < 50; round++) {
+        writeRound();
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      assert.deepEqual(warnings, [`the log file ${disk.path} does not keep up: more than 256 KiB wait for its disk, so lines are dropped until it does; the file will say how many. Check the disk it is on`]);
+
+      await until('the held lines are written', () => (disk.read(), file.writableLength === 0));
+      log.info('after the stall');
+      await until('the line after the stall arrives', () => disk.read().includes('after the stall'));
+      const records = disk.read().trimEnd().split('\n').map((text) => JSON.parse(text) as Record<string, unknown>);
+      const notice = records.at(-2)!;
+      assert.deepEqual(Object.keys(notice), ['level', 'time', 'msg', 'droppedLines', 'droppedBytes', 'since']);
+      assert.equal(notice.level, 40, 'a warning, as pino writes it');
+      assert.match(String(notice.msg), /^\d+ lines \(\d+ bytes\) dropped from this log since \d{4}-\d\d-\d\dT[\d:.]+Z: the disk did not keep up \(more than 256 KiB waited to be written\); check the disk it is on$/);
+      assert.equal(records.length - 2 + Number(notice.droppedLines), written);
+      assert.equal(records.at(-1)!.msg, 'after the stall');
+      assert.equal(warnings.length, 1);
+    } finally {
+      await closeStalled(() => files.release(file), file, disk);
+    }
   });
 });
 

@@ -1,10 +1,12 @@
 // Log files: a path with an optional {date} placeholder (a new file each day), opened for appending
 // by the first write, lines batched into one write every 100 ms, reopened on demand (SIGUSR1,
-// after logrotate moved the file); and LogFiles, the one registry of open files SIGUSR1 reopens.
+// after logrotate moved the file), never holding more than a cap for a disk that does not keep up;
+// and LogFiles, the one registry of open files SIGUSR1 reopens.
 
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { dirname } from 'node:path';
 import { Writable } from 'node:stream';
+import { clfTime } from './observe/log-text.js';
 
 /** The file name for a moment: {date} becomes YYYY-MM-DD (local time, as operators read it). */
 export function logFileName(template: string, now: Date): string {
@@ -27,6 +29,41 @@ export const FLUSH_INTERVAL_MS = 100;
  */
 const BATCH_BYTES = 64 * 1024;
 
+/**
+ * Past this many bytes waiting for the disk, a file drops lines instead of holding them: a hung NFS
+ * mount, or a flood on a slow disk, would otherwise grow the server's memory until it is killed.
+ */
+export const MAX_HELD_BYTES = 64 * 1024 * 1024;
+
+export interface LogFileOptions {
+  /** Bytes that may wait for the disk before lines are dropped (counted, and the file says so); MAX_HELD_BYTES by default. */
+  maxHeldBytes?: number;
+}
+
+/** What a LogFile's 'dropped' event tells, once per episode: the first chunk it dropped, and the cap. */
+export interface DroppedLines {
+  lines: number;
+  bytes: number;
+  maxHeldBytes: number;
+}
+
+type WriteCallback = (error?: Error | null) => void;
+
+/** "64 MiB", "256 KiB" or "1000 bytes", as operators set a cap. */
+function formatBytes(bytes: number): string {
+  if (bytes >= 1 << 20 && bytes % (1 << 20) === 0) return `${bytes / (1 << 20)} MiB`;
+  if (bytes >= 1 << 10 && bytes % (1 << 10) === 0) return `${bytes / (1 << 10)} KiB`;
+  return `${bytes} bytes`;
+}
+
+/** The lines in a chunk: its "\n" characters (0x0a bytes). */
+function countLines(chunk: string | Uint8Array): number {
+  let lines = 0;
+  if (typeof chunk === 'string') for (let at = chunk.indexOf('\n'); at >= 0; at = chunk.indexOf('\n', at + 1)) lines += 1;
+  else for (let at = chunk.indexOf(0x0a); at >= 0; at = chunk.indexOf(0x0a, at + 1)) lines += 1;
+  return lines;
+}
+
 /** When the local day of `now` began and the next begins, in epoch ms: a {date} file is current between them. */
 function dayBounds(now: Date): [number, number] {
   const start = new Date(now.getFullYear(), now.getMonth(), now.getDate()).getTime();
@@ -48,12 +85,22 @@ export class LogFile extends Writable {
   #batchBytes = 0;
   #flushTimer: NodeJS.Timeout | null = null;
   #flushImmediate: NodeJS.Immediate | null = null;
+  readonly #maxHeldBytes: number;
+  /**
+   * An episode of drops: when the first chunk was dropped (epoch ms; null while the disk keeps up),
+   * what was dropped since, and whether the lines were JSON (the notice is written in their format).
+   */
+  #droppedSince: number | null = null;
+  #droppedLines = 0;
+  #droppedBytes = 0;
+  #droppedJson = false;
 
   /** Creates the file's folder (throws when it cannot); the file itself is created by the first write. */
-  constructor(template: string, clock: () => Date = () => new Date()) {
+  constructor(template: string, clock: () => Date = () => new Date(), options: LogFileOptions = {}) {
     super();
     this.template = template;
     this.#clock = clock;
+    this.#maxHeldBytes = options.maxHeldBytes ?? MAX_HELD_BYTES;
     this.#path = logFileName(template, clock());
     mkdirSync(dirname(this.#path), { recursive: true });
   }
@@ -78,10 +125,10 @@ export class LogFile extends Writable {
   /**
    * Appends one line (without its "\n"). Lines are collected and written together FLUSH_INTERVAL_MS
    * after the first of them (at once when BATCH_BYTES are waiting), so a request costs a copy into
-   * a buffer, not a write; they are held in memory while the disk is slow. In the last interval
-   * before a {date} file's day ends, lines are written at the end of the event-loop turn instead,
-   * so every line still lands in the file of its day. After end() there is no file left to write
-   * to, and the line is not written.
+   * a buffer, not a write; they are held in memory while the disk is slow, up to maxHeldBytes (past
+   * that they are dropped and counted: see write()). In the last interval before a {date} file's day
+   * ends, lines are written at the end of the event-loop turn instead, so every line still lands in
+   * the file of its day. After end() there is no file left to write to, and the line is not written.
    */
   writeLine(line: string): void {
     if (this.writableEnded) return;
@@ -139,6 +186,58 @@ export class LogFile extends Writable {
     this.#flushImmediate = null;
   }
 
+  /**
+   * Writable's write, with a cap on what waits for the disk: when this chunk would make more than
+   * maxHeldBytes wait (the disk stalls: a hung NFS mount, a flood on a slow disk), it is dropped
+   * instead, counted, and its callback called. The first drop of an episode emits 'dropped'; the next
+   * chunk that fits again is preceded in the file by one line saying how many lines and bytes were
+   * dropped and why (a JSON line when the dropped lines were JSON). Lines reach this once per batch
+   * (#flush), so the check costs nothing per line; a chunk written to an idle file always goes through.
+   */
+  override write(chunk: unknown, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
+    const held = this.writableLength;
+    if (held > 0 && !this.writableEnded) {
+      const text = typeof chunk === 'string';
+      const bytes = text ? Buffer.byteLength(chunk, typeof encoding === 'string' ? encoding : 'utf8') : (chunk as Uint8Array).byteLength;
+      if (held + bytes > this.#maxHeldBytes) {
+        this.#drop(chunk as string | Uint8Array, bytes);
+        const done = typeof encoding === 'function' ? encoding : callback;
+        if (done) process.nextTick(done, null);
+        return true;
+      }
+    }
+    if (this.#droppedSince !== null && !this.writableEnded) super.write(this.#takeNotice());
+    return super.write(chunk, encoding as BufferEncoding, callback);
+  }
+
+  #drop(chunk: string | Uint8Array, bytes: number): void {
+    const lines = countLines(chunk);
+    this.#droppedLines += lines;
+    this.#droppedBytes += bytes;
+    if (this.#droppedSince !== null) return;
+    this.#droppedSince = this.#clock().getTime();
+    this.#droppedJson = typeof chunk === 'string' ? chunk.startsWith('{') : chunk[0] === 0x7b;
+    this.emit('dropped', { lines, bytes, maxHeldBytes: this.#maxHeldBytes } satisfies DroppedLines);
+  }
+
+  /** The line that ends an episode of drops, in the file's format (a pino-style warning for JSON lines); resets the counts. */
+  #takeNotice(): string {
+    const now = this.#clock().getTime();
+    const since = this.#droppedSince ?? now;
+    const lines = this.#droppedLines;
+    const bytes = this.#droppedBytes;
+    this.#droppedSince = null;
+    this.#droppedLines = 0;
+    this.#droppedBytes = 0;
+    const what = `${lines} line${lines === 1 ? '' : 's'} (${bytes} bytes) dropped from this log`;
+    const why = `the disk did not keep up (more than ${formatBytes(this.#maxHeldBytes)} waited to be written); check the disk it is on`;
+    if (this.#droppedJson) {
+      const at = new Date(since).toISOString();
+      return `${JSON.stringify({ level: 40, time: new Date(now).toISOString(), msg: `${what} since ${at}: ${why}`, droppedLines: lines, droppedBytes: bytes, since: at })}\n`;
+    }
+    return `[${clfTime(now)}] tqserver: ${what} since ${clfTime(since)}: ${why}\n`;
+  }
+
   /** Ends the file once every line written so far is handed to the system. */
   close(): Promise<void> {
     return new Promise((resolve) => {
@@ -157,13 +256,16 @@ export class LogFile extends Writable {
 
   override _final(callback: (error?: Error | null) => void): void {
     this.#cancelFlush();
+    // Drops are told even when nothing fits again before the end.
+    const notice = this.#droppedSince === null ? null : this.#takeNotice();
     const lines = this.#takeLines();
-    const stream = lines ? this.#current() : this.#stream;
+    const stream = lines || notice ? this.#current() : this.#stream;
     this.#stream = null;
     if (!stream || stream.destroyed) {
       callback();
       return;
     }
+    if (notice) stream.write(notice);
     if (lines) stream.write(lines);
     stream.end(() => callback());
   }
@@ -234,7 +336,11 @@ export class LogFile extends Writable {
 export interface LogFilesOptions {
   /** Told about a file that cannot be written (once per failure, not per line). */
   onError?: (file: LogFile, error: Error) => void;
+  /** Told that a file drops lines because its disk does not keep up, once per episode; `warning` says so for the operator. */
+  onDropped?: (file: LogFile, warning: string) => void;
   clock?: () => Date;
+  /** Every file's cap on bytes waiting for the disk (LogFileOptions.maxHeldBytes). */
+  maxHeldBytes?: number;
 }
 
 /**
@@ -259,13 +365,18 @@ export class LogFiles {
     }
     let file: LogFile;
     try {
-      file = new LogFile(template, this.#options.clock);
+      file = new LogFile(template, this.#options.clock, { maxHeldBytes: this.#options.maxHeldBytes });
     } catch (error) {
       throw new Error(`cannot open the log file ${template}: ${(error as Error).message}`, { cause: error });
     }
     file.on('error', (error: Error) => {
       if (this.#options.onError) this.#options.onError(file, error);
       else process.stderr.write(`tqserver: cannot write the log file ${file.path}: ${error.message}\n`);
+    });
+    file.on('dropped', (dropped: DroppedLines) => {
+      const warning = `the log file ${file.path} does not keep up: more than ${formatBytes(dropped.maxHeldBytes)} wait for its disk, so lines are dropped until it does; the file will say how many. Check the disk it is on`;
+      if (this.#options.onDropped) this.#options.onDropped(file, warning);
+      else process.stderr.write(`tqserver: ${warning}\n`);
     });
     this.#files.set(template, { file, users: 1 });
     return file;
