@@ -10,6 +10,7 @@ import type { EndResult, RequestController, ResponseHandler } from './fastcgi/cl
 import { FastCGIServer, type FastCGIServerRequest, type FastCGIServerResponse } from './fastcgi/server.js';
 import type { Logger } from './log.js';
 import type { Backend } from './backend.js';
+import { describeFailure, RETRY_AFTER_SECONDS } from './http/error-page.js';
 import { isHiddenPath, isScriptFile } from './http/resolve.js';
 import { CgiResponseParser } from './cgi/response.js';
 import { requestIdFor, type RequestObserver, type RequestRecord } from './observe/request-record.js';
@@ -129,7 +130,8 @@ function stdinFor(request: FastCGIServerRequest, declared: string): Readable | n
 
 /** Writes a whole CGI response when the backend produced none (php-fpm's "File not found." and the like). */
 function answer(response: FastCGIServerResponse, status: number, text: string, appStatus: number): void {
-  response.stdout.write(`Status: ${status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text) + 1}\r\n\r\n${text}\n`);
+  const retry = status === 503 ? `Retry-After: ${RETRY_AFTER_SECONDS}\r\n` : '';
+  response.stdout.write(`Status: ${status}\r\n${retry}Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text) + 1}\r\n\r\n${text}\n`);
   response.end(appStatus);
 }
 
@@ -195,7 +197,7 @@ class FrontExchange implements ResponseHandler {
     options.log.warn({ app: options.app, req: record.id, status, code: record.error }, `FastCGI front ${options.app}: ${status}: ${error.message}`);
     if (this.request.aborted) response.end(1);
     else if (this.wroteOutput) response.end(1);
-    else answer(response, status, status === 503 ? 'Service busy; retry shortly.' : status === 504 ? 'Gateway timeout.' : status === 431 ? 'Request params too large.' : 'Bad gateway.', 1);
+    else answer(response, status, describeFailure(error).message, 1);
     this.finish();
   }
 

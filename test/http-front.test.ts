@@ -25,6 +25,7 @@ import {
   type Project,
   type RunningFront,
 } from './helpers/front.js';
+import { freePort, parseCgiResponse, runCgiFcgi } from './helpers/peers.js';
 
 const md5 = (data: Buffer | string) => createHash('md5').update(data).digest('hex');
 const JSON_ACCEPT = { accept: 'application/json' };
@@ -65,15 +66,17 @@ describe('HTTP front', () => {
   let project: Project;
   let front: RunningFront;
   let port: number;
+  let tinyFastcgiPort: number;
 
   before(async () => {
+    tinyFastcgiPort = await freePort();
     project = await makeProject({
       server: serverYaml({ max_body_size: '4M', max_header_size: '8K' }),
       apps: [
         { name: 'root', worker: workerYaml('/') },
         { name: 'app', worker: workerYaml('/app', { max_workers: 2 }, { env: { APP_MARKER: 'from-worker-yaml' } }) },
         { name: 'admin', worker: workerYaml('/app/admin', { max_workers: 1 }) },
-        { name: 'tiny', worker: workerYaml('/tiny', { max_workers: 1, queue_limit: 0 }) },
+        { name: 'tiny', worker: workerYaml('/tiny', { max_workers: 1, queue_limit: 0 }, { extra: `fastcgi:\n  listen: 127.0.0.1:${tinyFastcgiPort}` }) },
         { name: 'queued', worker: workerYaml('/queued', { max_workers: 1, queue_limit: 4, queue_timeout: '300ms' }) },
         { name: 'slow', worker: workerYaml('/slow', { max_workers: 1, request_timeout: '1s' }) },
       ],
@@ -466,6 +469,22 @@ describe('HTTP front', () => {
       assert.equal(reply.json().error.code, 'POOL_QUEUE_FULL');
       assert.equal((await response).statusCode, 200, 'the request that held the worker is unharmed');
       assert.ok(front.find(/503 GET \/tiny\/sleep\.php\?ms=0: pool tiny: all workers busy and the queue is full/), 'the log line says what happened');
+    });
+
+    test('the FastCGI front answers a full pool the same way: 503, Retry-After and the same sentence', async () => {
+      const { req, response } = startRequest(port, '/tiny/sleep.php?ms=800');
+      req.end();
+      await waitForPool(front, 'tiny', (s) => s.active === 1);
+      const script = join(project.docRoot('tiny'), 'sleep.php');
+      const { stdout } = await runCgiFcgi(
+        { host: '127.0.0.1', port: tinyFastcgiPort },
+        { GATEWAY_INTERFACE: 'CGI/1.1', REQUEST_METHOD: 'GET', SCRIPT_FILENAME: script, SCRIPT_NAME: '/sleep.php', REQUEST_URI: '/sleep.php?ms=0', QUERY_STRING: 'ms=0', SERVER_PROTOCOL: 'HTTP/1.1', REMOTE_ADDR: '127.0.0.1' },
+      );
+      const { headers, body } = parseCgiResponse(stdout);
+      assert.equal(headers.get('status'), '503');
+      assert.match(headers.get('retry-after') ?? '', /^\d+$/);
+      assert.equal(body.toString(), 'The application is busy; please retry shortly.\n');
+      assert.equal((await response).statusCode, 200, 'the request that held the worker is unharmed');
     });
 
     test('503 with Retry-After when no worker frees up within queue_timeout; an HTML page by default', async () => {
