@@ -4,7 +4,7 @@
 // req/s and the gateway's CPU µs per request; publishes nothing.
 //
 //   node dist/bench/ab.js --build base=/tmp/base/dist/src/cli.js --build new=dist/src/cli.js \
-//     [--kind fpm|cgi|front ...] [--ref nginx-fpm-ka ...] [--conns 16] [--rounds 5] [--sec 3] [--path /hello.php]
+//     [--kind fpm|cgi|front|bare|floor|rawfloor ...] [--ref nginx-fpm-ka ...] [--conns 16] [--rounds 5] [--sec 3] [--path /hello.php]
 
 import { loadavg } from 'node:os';
 import { resolve } from 'node:path';
@@ -21,8 +21,8 @@ import { median } from './lib/stats.js';
 import { startTQServer, TQSERVER_CLI } from './lib/tqserver.js';
 import { runWrk } from './lib/wrk.js';
 
-/** fpm, cgi, front: TQServer's; bare and floor: bench/floor-server.ts (the build is not used). */
-const KINDS = ['fpm', 'cgi', 'front', 'bare', 'floor'] as const;
+/** fpm, cgi, front: TQServer's; bare, floor and rawfloor (floor without node:http): bench/floor-server.ts (the build is not used). */
+const KINDS = ['fpm', 'cgi', 'front', 'bare', 'floor', 'rawfloor'] as const;
 type Kind = (typeof KINDS)[number];
 
 interface Entrant {
@@ -41,10 +41,10 @@ function log(line: string): void {
   process.stderr.write(`[ab] ${line}\n`);
 }
 
-async function startFloor(scope: Scope, kind: 'bare' | 'floor'): Promise<Entrant> {
+async function startFloor(scope: Scope, kind: 'bare' | 'floor' | 'rawfloor'): Promise<Entrant> {
   const dir = await scope.tempDir(`tqserver-ab-${kind}-`);
   const port = await freePort();
-  const fpm = kind === 'floor' ? ['--fpm', (await startPhpFpm(scope, dir, 'floor: php-fpm')).socket, '--root', DOCUMENT_ROOT] : [];
+  const fpm = kind !== 'bare' ? [...(kind === 'rawfloor' ? ['--raw'] : []), '--fpm', (await startPhpFpm(scope, dir, 'floor: php-fpm')).socket, '--root', DOCUMENT_ROOT] : [];
   const proc = scope.spawn(kind, process.execPath, [repoPath('dist', 'bench', 'floor-server.js'), '--port', String(port), ...fpm]);
   await proc.waitForListening({ host: '127.0.0.1', port }, 20_000);
   return { label: kind, group: kind, baseUrl: `http://127.0.0.1:${port}`, pids: () => [proc.pid], rps: [], usPerReq: [], p99Ms: [], errors: [] };
@@ -97,7 +97,7 @@ async function main(): Promise<void> {
   try {
     const entrants: Entrant[] = [];
     for (const kind of kinds) {
-      if (kind === 'bare' || kind === 'floor') entrants.push(await startFloor(scope, kind));
+      if (kind === 'bare' || kind === 'floor' || kind === 'rawfloor') entrants.push(await startFloor(scope, kind));
       else for (const build of builds) entrants.push(await startBuild(scope, build.name, build.cli, kind, profileDir));
     }
     for (const id of refs) {
