@@ -12,6 +12,7 @@ import { canConnect } from './probe.js';
 import type { Address } from '../fastcgi/address.js';
 import type { Logger } from '../log.js';
 import type { PhpBinary } from '../php/binary.js';
+import { dieWithParent } from '../supervisor/death-signal.js';
 import { renderGlobalConfig, renderPoolConfig, type FpmPoolInput } from './fpm-config.js';
 
 export type MasterState = 'stopped' | 'starting' | 'running' | 'restarting' | 'stopping';
@@ -184,8 +185,12 @@ export class FpmMaster extends EventEmitter<MasterEvents> {
   async #launch(): Promise<boolean> {
     this.#lastOutput = [];
     const ready = this.#waitReady();
+    // SIGTERM when TQServer dies: php-fpm's quick shutdown, which ends the children too (they do not
+    // inherit the parent-death signal, and SIGKILL would orphan them).
+    const env = { PATH: process.env.PATH ?? '' };
+    const command = dieWithParent(this.#options.binary.path, this.#args(), 'SIGTERM', { env, log: this.#log });
     // Its own process group, so orphaned children of a killed master can be found and ended.
-    const child = spawn(this.#options.binary.path, this.#args(), { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { PATH: process.env.PATH ?? '' } });
+    const child = spawn(command.file, command.args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env });
     this.#child = child;
     for (const stream of [child.stdout, child.stderr]) {
       if (!stream) continue;

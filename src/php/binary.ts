@@ -51,7 +51,8 @@ export function searchPath(pathEnv = process.env.PATH ?? ''): string[] {
   return dirs;
 }
 
-function executable(path: string): boolean {
+/** True when this process may execute `path`. */
+export function executable(path: string): boolean {
   try {
     accessSync(path, constants.X_OK);
     return true;

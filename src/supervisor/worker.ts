@@ -11,6 +11,7 @@ import { MAX_CONTENT_BYTES } from '../fastcgi/protocol.js';
 import { FastCGIConnection, toAbortError, type ConnectionOptions, type EndResult, type RequestController, type RequestOptions, type ResponseHandler } from '../fastcgi/client.js';
 import type { Logger } from '../log.js';
 import { buildPhpCgiArgs, type PhpBinary } from '../php/binary.js';
+import { dieWithParent } from './death-signal.js';
 import { isTerminal, transition, type ExitReason, type WorkerState } from './worker-state.js';
 
 export interface WorkerOptions {
@@ -183,7 +184,11 @@ export class PhpCgiWorker extends EventEmitter {
     // php-cgi forks children of its own when PHP_FCGI_CHILDREN is set, and exits after 500 requests
     // unless PHP_FCGI_MAX_REQUESTS says otherwise: one process per worker, recycled by the pool.
     const env = { ...options.env, PHP_FCGI_CHILDREN: '0', PHP_FCGI_MAX_REQUESTS: '0' };
-    const child = spawn(options.binary.path, args, { env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    // SIGKILL when TQServer dies, not SIGTERM: on SIGTERM php-cgi only sets a flag and exits after
+    // the running request (main/fastcgi.c, fcgi_signal_handler), so a script that never ends would
+    // keep an orphan alive with nobody left to send the SIGKILL of the stop ladder.
+    const command = dieWithParent(options.binary.path, args, 'SIGKILL', { env, cwd: options.cwd, log: this.#log });
+    const child = spawn(command.file, command.args, { env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     this.#child = child;
     this.#startedAt = this.#clock();
     const exitedEarly = new Promise<never>((_, reject) => {

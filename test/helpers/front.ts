@@ -400,7 +400,7 @@ export function runCli(args: string[], options: { cwd?: string; env?: NodeJS.Pro
 /** Starts the CLI on a project and waits for its "listening on" line; returns the port. */
 /**
  * Stops a CLI the way an operator does: SIGTERM, and SIGKILL only if it has not exited within
- * graceMs (a SIGKILLed TQServer leaves its php-cgi workers behind, so that is the last resort).
+ * graceMs (the last resort: a SIGKILLed TQServer leaves its temp folders behind).
  */
 export async function stopCli(cli: CliProcess, graceMs = 20_000): Promise<void> {
   cli.kill('SIGTERM');
