@@ -15,6 +15,9 @@ import {
   type ResponseHandler,
   toAbortError,
 } from './client.js';
+import { bodyInMemory, replayable, STALE_CONNECTION_ERRORS } from './replay.js';
+
+export { bodyInMemory } from './replay.js';
 
 export interface ClientOptions extends ConnectionOptions {
   address: Address | string;
@@ -32,7 +35,16 @@ export interface ClientOptions extends ConnectionOptions {
    * that moment would be lost). 0 never. Default 0.
    */
   maxRequestsPerConnection?: number;
+  /**
+   * Runs on each new connection before it carries a request: learns how many requests the process
+   * behind it has served already (FastCGIConnection.assumeServed), so maxRequestsPerConnection
+   * counts that process's requests, not the connection's. A rejection is ignored.
+   */
+  calibrate?: (connection: FastCGIConnection) => Promise<void>;
 }
+
+/** New connections calibrated for one request when each lands on a process at its last request. */
+const CALIBRATION_ATTEMPTS = 3;
 
 export interface ClientStats {
   open: number;
@@ -43,45 +55,6 @@ export interface ClientStats {
   requests: number;
   /** Requests sent again on a fresh connection after a kept-alive one turned out to be closed. */
   retries: number;
-}
-
-/** Errors that mean the peer closed a connection, as opposed to refusing or timing out. */
-const STALE_CONNECTION_ERRORS = new Set(['FCGI_PEER_CLOSED', 'FCGI_CONNECTION_ERROR']);
-
-/** True for a request body that holds no bytes at all (nothing of it can have been consumed). */
-function hasNoBody(options: RequestOptions): boolean {
-  const body = options.body;
-  return body === undefined || body === null || ((typeof body === 'string' || Buffer.isBuffer(body)) && body.length === 0);
-}
-
-/** A body that can be sent again: none, or bytes in memory (a stream is consumed by the first attempt). */
-export function bodyInMemory(options: RequestOptions): boolean {
-  const body = options.body;
-  return body === undefined || body === null || typeof body === 'string' || Buffer.isBuffer(body);
-}
-
-/**
- * RFC 9110 9.2.2: methods whose repetition has the effect of one request. A connection that closes
- * without an answer may have run the script before it died, so only these are ever sent twice (as
- * nginx's fastcgi_next_upstream does not repeat POST, PATCH or LOCK).
- */
-const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
-
-/** The request's REQUEST_METHOD param (GET when it has none, as for a bare FastCGI request). */
-function methodOf(options: RequestOptions): string {
-  const params = options.params;
-  let value: unknown;
-  if (Symbol.iterator in params) {
-    for (const [name, v] of params as Iterable<readonly [string, unknown]>) if (name === 'REQUEST_METHOD') value = v;
-  } else {
-    value = (params as Readonly<Record<string, unknown>>).REQUEST_METHOD;
-  }
-  return value === undefined || value === null ? 'GET' : String(value).toUpperCase();
-}
-
-/** May be sent again after a kept-alive connection closed without answering: no body, idempotent method. */
-function replayable(options: RequestOptions): boolean {
-  return hasNoBody(options) && IDEMPOTENT_METHODS.has(methodOf(options));
 }
 
 /**
@@ -331,15 +304,31 @@ export class FastCGIClient extends EventEmitter {
     return false;
   }
 
-  #open(pooled: PooledRequest): void {
+  #open(pooled: PooledRequest, attempt = 1): void {
     this.#connecting += 1;
     this.#opening.add(pooled);
+    const calibrating = this.#options.calibrate !== undefined && attempt <= CALIBRATION_ATTEMPTS;
     FastCGIConnection.connect(this.address, this.#options).then(
+      (connection) => (calibrating ? this.#calibrate(connection) : connection),
+    ).then(
       (connection) => {
         this.#connecting -= 1;
         this.#opening.delete(pooled);
         if (this.#destroyed) {
           connection.destroy();
+          this.#checkClosed();
+          return;
+        }
+        const limit = this.#options.maxRequestsPerConnection;
+        if (calibrating && (connection.state === 'closed' || (limit > 0 && connection.requestsServed >= limit))) {
+          // The process behind it had served its last request (or closed during the calibration):
+          // a new connection reaches another one. After CALIBRATION_ATTEMPTS, one is used as it comes.
+          connection.close();
+          if (!pooled.done) {
+            this.#open(pooled, attempt + 1);
+            return;
+          }
+          this.#pump();
           this.#checkClosed();
           return;
         }
@@ -356,6 +345,16 @@ export class FastCGIClient extends EventEmitter {
         this.#checkClosed();
       },
     );
+  }
+
+  /** Runs the calibrate hook; whatever it throws, the connection is used if still open. */
+  async #calibrate(connection: FastCGIConnection): Promise<FastCGIConnection> {
+    try {
+      await this.#options.calibrate!(connection);
+    } catch {
+      // A peer without the status page, or one that answered oddly: its count stays the connection's.
+    }
+    return connection;
   }
 
   #adopt(connection: FastCGIConnection): void {

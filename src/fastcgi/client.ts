@@ -2,149 +2,32 @@
 // with FCGI_KEEP_CONN; the body is written with backpressure and the response streamed as it arrives.
 
 import { EventEmitter } from 'node:events';
-import net from 'node:net';
-import { Readable } from 'node:stream';
-import {
-  FastCGIAbortError,
-  FastCGIConnectionError,
-  FastCGIProtocolError,
-  FastCGIRejectedError,
-  FastCGITimeoutError,
-  FastCGIUnavailableError,
-  TQServerError,
-} from '../errors.js';
-import { definedOnly, errorText } from '../util.js';
+import type net from 'node:net';
+import type { Readable } from 'node:stream';
+import { FastCGIProtocolError, FastCGIUnavailableError } from '../errors.js';
+import { definedOnly } from '../util.js';
 import { formatAddress, toAddress, type Address } from './address.js';
+import { INLINE_BODY_BYTES, pumpBody } from './client-body.js';
+import { connectSocket } from './client-connect.js';
+import { peerClosedError, rejectedError, timeoutError, toAbortError } from './client-errors.js';
+import { ActiveRequest, safeCall } from './client-request.js';
+import { FastCGIResponse } from './client-response.js';
+import { CONNECTION_DEFAULTS, type ConnectionOptions, type ConnectionState, type RequestController, type RequestOptions, type ResponseHandler } from './client-types.js';
+import { decodeValues, encodeValuesQuery, type PendingValues } from './client-values.js';
 import { RecordDecoder, type DecoderSink } from './decoder.js';
-import { DEFAULT_MAX_PARAMS_BYTES, decodeParams, encodeParams, measureParams } from './params.js';
-import {
-  NULL_REQUEST_ID,
-  ProtocolStatus,
-  RecordType,
-  Role,
-  protocolStatusName,
-  recordTypeName,
-  type ParamPairs,
-  type RecordHeader,
-} from './protocol.js';
+import { measureParams } from './params.js';
+import { NULL_REQUEST_ID, ProtocolStatus, RecordType, Role, recordTypeName, type RecordHeader } from './protocol.js';
 import { encodeAbortRequest, encodeRecord, encodeRequestHead, encodeStreamEnd, frameStream } from './records.js';
 
-/** A request body: nothing, bytes in memory, or a stream read with backpressure. */
-export type RequestBody = Buffer | string | Readable | AsyncIterable<Buffer | string> | null | undefined;
-
-export interface ConnectionOptions {
-  /** Give up connecting after this long (FCGI_CONNECT_TIMEOUT). Default 5000. */
-  connectTimeoutMs?: number;
-  /** Fail a request when the peer sends nothing for this long (FCGI_READ_TIMEOUT); 0 disables. Default 60000. */
-  readTimeoutMs?: number;
-  /** Fail a request when the peer accepts nothing for this long (FCGI_WRITE_TIMEOUT); 0 disables. Default 60000. */
-  writeTimeoutMs?: number;
-  /** After an abort, how long to wait for the peer's END_REQUEST before closing the connection. Default 1000. */
-  abortGraceMs?: number;
-  /** Limit on one request's encoded params (FCGI_PARAMS_TOO_LARGE). Default 1 MiB. */
-  maxParamsBytes?: number;
-}
-
-export interface RequestOptions {
-  params: ParamPairs;
-  body?: RequestBody;
-  /** Default FCGI_RESPONDER. */
-  role?: number;
-  /** Ask the peer to keep the connection open after this request (FCGI_KEEP_CONN). Default true. */
-  keepConn?: boolean;
-  signal?: AbortSignal;
-  readTimeoutMs?: number;
-  writeTimeoutMs?: number;
-}
-
-/** What END_REQUEST said, and how much came back. */
-export interface EndResult {
-  appStatus: number;
-  protocolStatus: number;
-  stdoutBytes: number;
-  stderrBytes: number;
-}
-
-/**
- * Receives one response as it arrives (the undici dispatch-handler shape). Returning false from
- * onStdout stops reading from the socket until controller.resume().
- */
-export interface ResponseHandler {
-  onStdout(chunk: Buffer): boolean;
-  onStderr(chunk: Buffer): void;
-  onEnd(result: EndResult): void;
-  onError(error: Error): void;
-  /**
-   * Optional: the request left the wait queue and is being sent to a PHP process (its pid when
-   * known). Pools call it; observers use it to split queue time from PHP time.
-   */
-  onDispatch?(process: { pid: number | null }): void;
-}
-
-export interface RequestController {
-  /** Stop the request: FCGI_ABORT_REQUEST is sent and the handler gets FCGI_REQUEST_ABORTED. */
-  abort(reason?: unknown): void;
-  /** Read again after onStdout returned false. */
-  resume(): void;
-  /** True once any byte of the request was handed to the socket (a request is replayed only if false). */
-  readonly started: boolean;
-  /** True once the whole body and its terminator were handed to the socket. */
-  readonly bodySent: boolean;
-}
-
-type ConnectionState = 'idle' | 'busy' | 'draining' | 'closed';
-
-interface PendingValues {
-  resolve: (values: Map<string, string>) => void;
-  reject: (error: Error) => void;
-}
+export type { ConnectionOptions, EndResult, RequestBody, RequestController, RequestOptions, ResponseHandler } from './client-types.js';
+export { FastCGIResponse } from './client-response.js';
+export { toAbortError } from './client-errors.js';
 
 /** The request id this client uses: php-fpm and php-cgi do not multiplex, and nginx also uses 1. */
 const REQUEST_ID = 1;
 /** Written to a peer that sent FIN before answering, to learn whether it still reads (#onPeerEnd). */
 const PROBE_RECORD = encodeRecord(RecordType.GetValues, NULL_REQUEST_ID, Buffer.alloc(0));
-
-const DEFAULTS = {
-  connectTimeoutMs: 5000,
-  readTimeoutMs: 60_000,
-  writeTimeoutMs: 60_000,
-  abortGraceMs: 1000,
-  maxParamsBytes: DEFAULT_MAX_PARAMS_BYTES,
-} as const satisfies Required<ConnectionOptions>;
-
-class ActiveRequest implements RequestController {
-  readonly handler: ResponseHandler;
-  readonly readTimeoutMs: number;
-  readonly writeTimeoutMs: number;
-  readonly keepConn: boolean;
-  started = false;
-  bodySent = false;
-  finished = false;
-  /** FCGI_ABORT_REQUEST went out: the connection must not carry another request (see abortRequest). */
-  abortSent = false;
-  stdoutBytes = 0;
-  stderrBytes = 0;
-  paused = false;
-  awaitingDrain = false;
-  cleanup: (() => void) | null = null;
-  readonly #connection: FastCGIConnection;
-
-  constructor(connection: FastCGIConnection, handler: ResponseHandler, options: RequestOptions, defaults: Required<ConnectionOptions>) {
-    this.#connection = connection;
-    this.handler = handler;
-    this.readTimeoutMs = options.readTimeoutMs ?? defaults.readTimeoutMs;
-    this.writeTimeoutMs = options.writeTimeoutMs ?? defaults.writeTimeoutMs;
-    this.keepConn = options.keepConn ?? true;
-  }
-
-  abort(reason?: unknown): void {
-    this.#connection.abortRequest(this, reason);
-  }
-
-  resume(): void {
-    this.#connection.resumeRequest(this);
-  }
-}
+const EMPTY = Buffer.alloc(0);
 
 export class FastCGIConnection extends EventEmitter {
   readonly address: Address;
@@ -170,28 +53,8 @@ export class FastCGIConnection extends EventEmitter {
   /** Opens a connection; rejects with FCGI_CONNECT_REFUSED, FCGI_CONNECT_TIMEOUT or FCGI_CONNECTION_ERROR. */
   static connect(address: Address | string, options: ConnectionOptions = {}): Promise<FastCGIConnection> {
     const target = toAddress(address);
-    const connectTimeoutMs = options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
-    return new Promise((resolve, reject) => {
-      // Half-open allowed: a peer that shuts its write side may still be reading (see #onPeerEnd).
-      const socket = 'path' in target ? net.connect({ path: target.path, allowHalfOpen: true }) : net.connect({ host: target.host, port: target.port, allowHalfOpen: true });
-      const timer =
-        connectTimeoutMs > 0
-          ? setTimeout(() => {
-              socket.destroy();
-              reject(new FastCGITimeoutError('FCGI_CONNECT_TIMEOUT', `connect to ${formatAddress(target)} timed out after ${connectTimeoutMs} ms`));
-            }, connectTimeoutMs)
-          : null;
-      const onError = (error: NodeJS.ErrnoException) => {
-        if (timer) clearTimeout(timer);
-        reject(connectError(target, error));
-      };
-      socket.once('error', onError);
-      socket.once('connect', () => {
-        if (timer) clearTimeout(timer);
-        socket.off('error', onError);
-        resolve(new FastCGIConnection(target, socket, options));
-      });
-    });
+    const connectTimeoutMs = options.connectTimeoutMs ?? CONNECTION_DEFAULTS.connectTimeoutMs;
+    return connectSocket(target, connectTimeoutMs, (socket) => new FastCGIConnection(target, socket, options));
   }
 
   /** Wraps an already connected socket. */
@@ -199,7 +62,7 @@ export class FastCGIConnection extends EventEmitter {
     super();
     this.address = address;
     this.#socket = socket;
-    this.#options = { ...DEFAULTS, ...definedOnly(options) };
+    this.#options = { ...CONNECTION_DEFAULTS, ...definedOnly(options) };
     this.#decoder = new RecordDecoder('client', this.#sink());
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
@@ -224,6 +87,15 @@ export class FastCGIConnection extends EventEmitter {
   }
 
   /**
+   * Raises the request count to what the peer says it has served in the process behind this
+   * connection (a php-fpm child that served requests on earlier connections: see
+   * ClientOptions.calibrate). Never lowers it.
+   */
+  assumeServed(count: number): void {
+    if (count > this.#requestsServed) this.#requestsServed = count;
+  }
+
+  /**
    * Starts a request; the response goes to `handler`. Throws FCGI_CONNECTION_BUSY if a request is
    * in progress and FCGI_CLIENT_CLOSED if the connection is closed (nothing was sent in either case).
    */
@@ -240,7 +112,7 @@ export class FastCGIConnection extends EventEmitter {
     if (signal?.aborted) {
       // Nothing is sent for a request its caller gave up on before it started; the connection stays idle.
       request.finished = true;
-      this.#safeCall(() => handler.onError(toAbortError(signal.reason)));
+      safeCall(() => handler.onError(toAbortError(signal.reason)));
       return request;
     }
     this.#active = request;
@@ -261,7 +133,7 @@ export class FastCGIConnection extends EventEmitter {
       this.#socket.write(head);
       // A large in-memory body goes out piece by piece like a stream, so the write timeout measures
       // the peer's progress: one write of the whole body drains only once all of it was taken.
-      this.#pumpBody(request, inMemory ? bytes : (body as Readable | AsyncIterable<Buffer | string>));
+      pumpBody(this, request, inMemory ? bytes : (body as Readable | AsyncIterable<Buffer | string>));
     }
 
     if (signal && !request.finished) {
@@ -293,9 +165,8 @@ export class FastCGIConnection extends EventEmitter {
     }
     return new Promise((resolve, reject) => {
       this.#pendingValues = { resolve, reject };
-      const query = encodeParams(names.map((name) => [name, ''] as const));
       this.#setTimeout(this.#options.readTimeoutMs);
-      this.#socket.write(encodeRecord(RecordType.GetValues, NULL_REQUEST_ID, query));
+      this.#socket.write(encodeValuesQuery(names));
     });
   }
 
@@ -325,8 +196,8 @@ export class FastCGIConnection extends EventEmitter {
   abortRequest(request: ActiveRequest, reason?: unknown): void {
     if (request !== this.#active || request.finished || this.#state !== 'busy') return;
     const error = toAbortError(reason);
-    this.#completeRequest(request);
-    this.#safeCall(() => request.handler.onError(error));
+    request.complete();
+    safeCall(() => request.handler.onError(error));
     request.abortSent = true;
     if (!request.bodySent) {
       // The peer may be blocked reading a body that will never come: it cannot finish this request.
@@ -352,13 +223,35 @@ export class FastCGIConnection extends EventEmitter {
     this.#socket.resume();
   }
 
-  // ---- writing ----
+  // ---- writing (the body pump, client-body.ts, calls the first three) ----
 
-  #writeAll(parts: Buffer[]): void {
+  /** @internal True while `request` is the one this connection carries and it has not finished. */
+  carries(request: ActiveRequest): boolean {
+    return !request.finished && this.#active === request;
+  }
+
+  /** @internal Writes a piece of the body as STDIN records; false when the socket must drain first ('writable' follows). */
+  writeBody(request: ActiveRequest, chunk: Buffer | string): boolean {
+    const data = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    if (data.length === 0) return true;
+    const parts: Buffer[] = [];
+    frameStream(RecordType.Stdin, REQUEST_ID, data, parts);
     const socket = this.#socket;
     socket.cork();
     for (const part of parts) socket.write(part);
     socket.uncork();
+    if (socket.writableNeedDrain) {
+      this.#waitDrain(request);
+      return false;
+    }
+    return true;
+  }
+
+  /** @internal The body's end (an empty STDIN record), unless the request ended meanwhile. */
+  endBody(request: ActiveRequest): void {
+    if (request.finished || this.#active !== request) return;
+    this.#socket.write(encodeStreamEnd(RecordType.Stdin, REQUEST_ID));
+    request.bodySent = true;
   }
 
   #waitDrain(request: ActiveRequest): void {
@@ -373,113 +266,6 @@ export class FastCGIConnection extends EventEmitter {
       this.#armTimer(request);
       this.emit('writable');
     }
-  }
-
-  #pumpBody(request: ActiveRequest, body: Buffer | Readable | AsyncIterable<Buffer | string>): void {
-    const writeChunk = (chunk: Buffer | string): boolean => {
-      const data = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-      if (data.length === 0) return true;
-      const parts: Buffer[] = [];
-      frameStream(RecordType.Stdin, REQUEST_ID, data, parts);
-      this.#writeAll(parts);
-      if (this.#socket.writableNeedDrain) {
-        this.#waitDrain(request);
-        return false;
-      }
-      return true;
-    };
-    const finishBody = () => {
-      if (request.finished || this.#active !== request) return;
-      this.#socket.write(encodeStreamEnd(RecordType.Stdin, REQUEST_ID));
-      request.bodySent = true;
-    };
-    const failBody = (error: unknown) => {
-      if (request.finished || this.#active !== request) return;
-      request.abort(new FastCGIAbortError(`request body failed: ${errorText(error)}`, { cause: error }));
-    };
-
-    const addCleanup = (fn: () => void) => {
-      const previous = request.cleanup;
-      request.cleanup = () => {
-        previous?.();
-        fn();
-      };
-    };
-
-    if (Buffer.isBuffer(body)) {
-      let offset = 0;
-      const writeMore = () => {
-        while (offset < body.length) {
-          if (request.finished || this.#active !== request) return;
-          const piece = body.subarray(offset, offset + BODY_PIECE_BYTES);
-          offset += piece.length;
-          if (!writeChunk(piece)) {
-            this.once('writable', writeMore);
-            return;
-          }
-        }
-        finishBody();
-      };
-      addCleanup(() => this.off('writable', writeMore));
-      writeMore();
-      return;
-    }
-
-    if (body instanceof Readable) {
-      // Data events rather than async iteration: leaving a loop early would destroy the caller's stream.
-      const onData = (chunk: Buffer | string) => {
-        if (request.finished) return;
-        if (!writeChunk(chunk)) {
-          body.pause();
-          this.once('writable', onWritable);
-        }
-      };
-      const onWritable = () => {
-        if (!request.finished) body.resume();
-      };
-      const onEnd = () => finishBody();
-      const onError = (error: Error) => failBody(error);
-      const onClose = () => {
-        if (!body.readableEnded) failBody(new Error('body stream closed before its end'));
-      };
-      body.on('data', onData);
-      body.once('end', onEnd);
-      body.once('error', onError);
-      body.once('close', onClose);
-      addCleanup(() => {
-        body.off('data', onData);
-        body.off('end', onEnd);
-        body.off('error', onError);
-        body.off('close', onClose);
-        this.off('writable', onWritable);
-      });
-      return;
-    }
-
-    // Wakes the loop below when the socket drains, or when the request ends meanwhile, so the loop
-    // leaves (closing the caller's iterator) instead of waiting forever for a drain that never comes.
-    let wake: (() => void) | null = null;
-    const onWritable = () => wake?.();
-    this.on('writable', onWritable);
-    addCleanup(() => {
-      this.off('writable', onWritable);
-      wake?.();
-    });
-    void (async () => {
-      try {
-        for await (const chunk of body) {
-          if (request.finished) return;
-          if (!writeChunk(chunk)) {
-            await new Promise<void>((resolve) => (wake = resolve));
-            wake = null;
-          }
-          if (request.finished) return;
-        }
-        finishBody();
-      } catch (error) {
-        failBody(error);
-      }
-    })();
   }
 
   // ---- reading ----
@@ -527,10 +313,7 @@ export class FastCGIConnection extends EventEmitter {
         return;
       }
       case RecordType.GetValuesResult: {
-        const pending = this.#takePendingValues(header.type);
-        const values = new Map<string, string>();
-        for (const [name, value] of decodeParams(content)) values.set(name, value.toString('latin1'));
-        pending.resolve(values);
+        this.#takePendingValues(header.type).resolve(decodeValues(content));
         return;
       }
       case RecordType.UnknownType: {
@@ -560,16 +343,12 @@ export class FastCGIConnection extends EventEmitter {
       this.#settleAfterRequest(request);
       return;
     }
-    this.#completeRequest(request);
+    request.complete();
     this.#requestsServed += 1;
     if (protocolStatus !== ProtocolStatus.RequestComplete) {
-      this.#safeCall(() =>
-        request.handler.onError(
-          new FastCGIRejectedError(protocolStatus, `${formatAddress(this.address)} rejected the request: ${protocolStatusName(protocolStatus)}`),
-        ),
-      );
+      safeCall(() => request.handler.onError(rejectedError(formatAddress(this.address), protocolStatus)));
     } else {
-      this.#safeCall(() =>
+      safeCall(() =>
         request.handler.onEnd({ appStatus, protocolStatus, stdoutBytes: request.stdoutBytes, stderrBytes: request.stderrBytes }),
       );
     }
@@ -602,13 +381,6 @@ export class FastCGIConnection extends EventEmitter {
     else this.emit('free', this);
   }
 
-  #completeRequest(request: ActiveRequest): void {
-    request.finished = true;
-    request.awaitingDrain = false;
-    request.cleanup?.();
-    request.cleanup = null;
-  }
-
   #onData(chunk: Buffer): void {
     this.#reading = true;
     try {
@@ -627,17 +399,9 @@ export class FastCGIConnection extends EventEmitter {
   }
 
   #onTimeout(): void {
-    const request = this.#active;
-    if (this.#pendingValues) {
-      this.destroy(new FastCGITimeoutError('FCGI_READ_TIMEOUT', `${formatAddress(this.address)} did not answer GET_VALUES within ${this.#options.readTimeoutMs} ms`));
-      return;
-    }
-    // Idle: the read timeout stays armed between requests (see #settleAfterRequest); nothing to fail.
-    if (!request) return;
-    const error = request.awaitingDrain
-      ? new FastCGITimeoutError('FCGI_WRITE_TIMEOUT', `${formatAddress(this.address)} accepted no data for ${request.writeTimeoutMs} ms`)
-      : new FastCGITimeoutError('FCGI_READ_TIMEOUT', `${formatAddress(this.address)} sent nothing for ${request.readTimeoutMs} ms`);
-    this.destroy(error);
+    const error = timeoutError(formatAddress(this.address), this.#pendingValues ? this.#options.readTimeoutMs : null, this.#active);
+    // Null when idle: the read timeout stays armed between requests (see #settleAfterRequest); nothing to fail.
+    if (error) this.destroy(error);
   }
 
   #armTimer(request: ActiveRequest): void {
@@ -685,27 +449,7 @@ export class FastCGIConnection extends EventEmitter {
     if (this.#state === 'closed') return;
     if (this.#probing && !unprocessed && !error) return; // 'close' during the probe: its outcome decides
     this.#probing = false;
-    const request = this.#active;
-    const where = formatAddress(this.address);
-    let reason: Error;
-    if (error && error.code !== 'ECONNRESET' && error.code !== 'EPIPE') {
-      reason = new FastCGIConnectionError('FCGI_CONNECTION_ERROR', `connection to ${where} failed: ${error.message}`, { cause: error });
-    } else if (request && !request.finished) {
-      const how = error ? ` (${error.code})` : '';
-      reason = unprocessed
-        ? new FastCGIConnectionError(
-            'FCGI_PEER_CLOSED',
-            `${where} closed the connection after its previous request without running this one (request ${this.#requestsServed + 1} on this connection; php-fpm does this at pm.max_requests)`,
-            { unprocessed: true },
-          )
-        : new FastCGIConnectionError(
-            'FCGI_PEER_CLOSED',
-            `${where} closed the connection before ending the request${how}, after ${request.stdoutBytes} bytes of stdout (request ${this.#requestsServed + 1} on this connection)`,
-            { cause: error ?? undefined },
-          );
-    } else {
-      reason = new FastCGIConnectionError('FCGI_PEER_CLOSED', `${where} closed the connection${error ? ` (${error.code})` : ''}`, { cause: error ?? undefined });
-    }
+    const reason = peerClosedError(formatAddress(this.address), error, this.#active, this.#requestsServed + 1, unprocessed);
     this.#failActive(reason);
     this.#finishClose(reason);
     this.#socket.destroy();
@@ -714,8 +458,8 @@ export class FastCGIConnection extends EventEmitter {
   #failActive(reason: Error): void {
     const request = this.#active;
     if (request && !request.finished) {
-      this.#completeRequest(request);
-      this.#safeCall(() => request.handler.onError(reason));
+      request.complete();
+      safeCall(() => request.handler.onError(reason));
     }
     this.#active = null;
     if (this.#drainTimer) clearTimeout(this.#drainTimer);
@@ -736,112 +480,4 @@ export class FastCGIConnection extends EventEmitter {
   get closeError(): Error | null {
     return this.#closeError;
   }
-
-  #safeCall(fn: () => void): void {
-    try {
-      fn();
-    } catch (error) {
-      // A handler that throws must not leave the connection half-settled; report it asynchronously.
-      queueMicrotask(() => {
-        throw error;
-      });
-    }
-  }
 }
-
-/**
- * A request as streams: `stdout` is a Readable fed as records arrive (reading pauses the socket
- * when it is not consumed), `stderr` a Readable of the peer's error output, `done` settles at
- * END_REQUEST. Destroying `stdout` before its end aborts the request.
- */
-export class FastCGIResponse {
-  readonly stdout: Readable;
-  readonly stderr: Readable;
-  readonly done: Promise<EndResult>;
-  readonly #controller: RequestController;
-  #settled = false;
-
-  constructor(start: (handler: ResponseHandler) => RequestController) {
-    let resolveDone!: (result: EndResult) => void;
-    let rejectDone!: (error: Error) => void;
-    this.done = new Promise<EndResult>((resolve, reject) => {
-      resolveDone = resolve;
-      rejectDone = reject;
-    });
-    // Callers that only read stdout should not see an unhandled rejection; awaiting `done` still throws.
-    this.done.catch(() => {});
-    this.stdout = new Readable({ read: () => this.#controller?.resume() });
-    this.stderr = new Readable({ read: () => {} });
-    // Errors reach readers through iteration or their own listeners; an unread stream must not crash the process.
-    this.stdout.on('error', () => {});
-    this.stderr.on('error', () => {});
-    this.#controller = start({
-      onStdout: (chunk) => this.stdout.push(chunk),
-      onStderr: (chunk) => {
-        this.stderr.push(chunk);
-      },
-      onEnd: (result) => {
-        this.#settled = true;
-        this.stdout.push(null);
-        this.stderr.push(null);
-        resolveDone(result);
-      },
-      onError: (error) => {
-        this.#settled = true;
-        this.stdout.destroy(error);
-        this.stderr.destroy(error);
-        rejectDone(error);
-      },
-    });
-    this.stdout.once('close', () => {
-      if (!this.#settled) this.#controller.abort(new FastCGIAbortError('stdout was closed by its reader before the response ended'));
-    });
-  }
-
-  abort(reason?: unknown): void {
-    this.#controller.abort(reason);
-  }
-
-  /** Reads the whole response into memory (for tests and small responses). */
-  async text(): Promise<{ stdout: string; stderr: string; result: EndResult }> {
-    const [stdout, stderr] = await Promise.all([collect(this.stdout), collect(this.stderr)]);
-    const result = await this.done;
-    return { stdout: stdout.toString('utf8'), stderr: stderr.toString('utf8'), result };
-  }
-}
-
-async function collect(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
-function connectError(target: Address, error: NodeJS.ErrnoException): TQServerError {
-  const where = formatAddress(target);
-  if (error.code === 'ECONNREFUSED' || error.code === 'ENOENT') {
-    return new FastCGIConnectionError('FCGI_CONNECT_REFUSED', `connect to ${where} refused (${error.code}): is the FastCGI peer running?`, { cause: error });
-  }
-  if (error.code === 'EAGAIN' && 'path' in target) {
-    // Linux fails a unix-socket connect at once when the listen backlog is full (TCP waits instead).
-    return new FastCGIConnectionError(
-      'FCGI_CONNECTION_ERROR',
-      `connect to ${where} failed (EAGAIN): its listen backlog is full; the peer is not accepting connections (all its processes busy?)`,
-      { cause: error },
-    );
-  }
-  return new FastCGIConnectionError('FCGI_CONNECTION_ERROR', `connect to ${where} failed: ${error.message}`, { cause: error });
-}
-
-/** The caller's abort reason (an AbortSignal's reason, anything given to abort()) as FCGI_REQUEST_ABORTED. */
-export function toAbortError(reason?: unknown): FastCGIAbortError {
-  if (reason instanceof FastCGIAbortError) return reason;
-  if (reason === undefined) return new FastCGIAbortError();
-  return new FastCGIAbortError(`request aborted by the caller: ${errorText(reason)}`, { cause: reason });
-}
-
-
-/** Bodies up to this size are copied into the head buffer so the request is one socket write. */
-const INLINE_BODY_BYTES = 16 * 1024;
-/** Larger in-memory bodies are written in pieces of this size, each waiting for the socket to drain. */
-const BODY_PIECE_BYTES = 64 * 1024;
-const EMPTY = Buffer.alloc(0);

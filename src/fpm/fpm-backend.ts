@@ -9,36 +9,23 @@ import type { Backend, PoolStatus } from '../backend.js';
 import type { AppConfig, Mode } from '../config/load.js';
 import { ConfigValueError, FastCGITimeoutError, PhpTimeoutError, PoolUnavailableError, TQServerError } from '../errors.js';
 import { formatAddress, type Address } from '../fastcgi/address.js';
-import { FastCGIClient } from '../fastcgi/client-pool.js';
-import { MAX_CONTENT_BYTES } from '../fastcgi/protocol.js';
-import { FastCGIResponse, toAbortError, type EndResult, type RequestController, type RequestOptions, type ResponseHandler } from '../fastcgi/client.js';
+import { FastCGIResponse, toAbortError, type RequestController, type RequestOptions, type ResponseHandler } from '../fastcgi/client.js';
 import type { Logger } from '../log.js';
 import { detectPhp, type PhpBinary } from '../php/binary.js';
 import type { RequestInfo } from '../supervisor/worker.js';
-import type { BreakerState } from './breaker.js';
-import { parseFpmStatus, type FpmPoolStatus } from './fpm-status.js';
-import { FpmMaster, type FpmMasterOptions } from './launcher.js';
+import { fpmPoolStatus, type FpmBackendEvents, type FpmBackendStats } from './fpm-backend-status.js';
+import { Attempt, FpmRequest, Requeue, type AttemptEvents } from './fpm-request.js';
+import { fpmCapacity, fpmIdleTimeoutMs, fpmPoolInput, healthCheckParams, newFpmClient } from './fpm-settings.js';
+import { parseFpmStatus } from './fpm-status.js';
+import { FpmMaster } from './launcher.js';
 import { freePort } from './probe.js';
-import { QueueWait, type QueueWaitStats } from './queue-wait.js';
-import { chooseUpstream, Upstream, type UpstreamStats } from './upstream.js';
+import { QueueWait } from './queue-wait.js';
+import { chooseUpstream, Upstream } from './upstream.js';
 
 export { parseFpmStatus, type FpmPoolStatus } from './fpm-status.js';
 export type { UpstreamStats } from './upstream.js';
-
-/** php-fpm answers these itself (ping.path, pm.status_path); they never reach a script. */
-export const PING_PATH = '/tqserver-fpm-ping';
-export const STATUS_PATH = '/tqserver-fpm-status';
-
-/**
- * How long a connection to php-fpm may stay idle: a tenth of request_terminate_timeout, between
- * 250 ms and 5 s; kept open while there is no such timeout. php-fpm counts a child's wait for the
- * next request on a kept-alive connection toward request_terminate_timeout (it times from "Reading
- * headers"): a child idle that long is killed ("execution timed out"), and a request on a connection
- * idle for a while gets that much less time. Under load connections are never idle and stay open.
- */
-export function fpmIdleTimeoutMs(terminateMs: number): number {
-  return terminateMs > 0 ? Math.round(Math.max(250, Math.min(5000, terminateMs / 10))) : 0;
-}
+export type { FpmBackendEvents, FpmBackendStats, FpmTimeoutKind } from './fpm-backend-status.js';
+export { PING_PATH, STATUS_PATH, fpmIdleTimeoutMs } from './fpm-settings.js';
 
 export interface FpmBackendOptions {
   app: AppConfig;
@@ -53,149 +40,10 @@ export interface FpmBackendOptions {
   clock?: () => number;
 }
 
-export interface FpmBackendStats {
-  app: string;
-  managed: boolean;
-  masterPid: number;
-  masterState: string;
-  masterRestarts: number;
-  /** Requests taken. */
-  accepted: number;
-  /** Requests waiting in TQServer's queue now (every upstream, and those held during a reload). */
-  queueLength: number;
-  maxQueueLength: number;
-  /** How long requests waited for a connection, every upstream together. */
-  queueWait: QueueWaitStats;
-  /** No connection became free within php.pool.queue_timeout (503). */
-  queueTimeouts: number;
-  /** No complete answer within php_fpm.request_timeout_ms (504). */
-  requestTimeouts: number;
-  /** php-fpm killed the child at request_terminate_timeout (504). */
-  terminateTimeouts: number;
-  /** A child's connection closed mid-request for another reason (502): a crash or a kill. */
-  crashes: number;
-  /** Requests that could not be sent to one upstream and went to another. */
-  failovers: number;
-  /** Circuit breakers that opened or closed, every upstream together. */
-  breakerChanges: number;
-  reloads: number;
-  upstreams: UpstreamStats[];
-}
-
-export type FpmTimeoutKind = 'queue' | 'request' | 'terminate';
-
-export interface FpmBackendEvents {
-  breaker: [address: string, state: BreakerState, reason: string];
-  /** A request could not be sent to `from` (error `code`) and was sent to another upstream. */
-  failover: [from: string, code: string];
-  timeout: [kind: FpmTimeoutKind, uri: string];
-}
-
 /** Errors that say an upstream cannot be reached: they count against its breaker. */
 const CONNECT_FAILURES = new Set(['FCGI_CONNECT_REFUSED', 'FCGI_CONNECT_TIMEOUT']);
 
-/** Handed to requests queued in a client that a reload retires: nothing was sent; they are sent again. */
-class Requeue extends Error {
-  constructor() {
-    super('requeued by a php-fpm reload');
-  }
-}
-
 const codeOf = (error: unknown): string => (error instanceof TQServerError ? error.code : '');
-
-/** One request through the backend: its attempts on upstreams, and the controller its caller holds. */
-class FpmRequest implements RequestController {
-  readonly options: RequestOptions;
-  readonly handler: ResponseHandler;
-  readonly info: RequestInfo;
-  readonly acceptedAt: number;
-  readonly tried = new Set<Upstream>();
-  /** The running attempt's controller; null while held (reload) or between attempts. */
-  inner: RequestController | null = null;
-  attempt = 0;
-  /** When a connection took the request (0: not yet). */
-  boundAt = 0;
-  finished = false;
-  aborted = false;
-  /** Why the last upstream could not take it, answered when no other can. */
-  lastError: Error | null = null;
-  timer: NodeJS.Timeout | null = null;
-  detachSignal: (() => void) | null = null;
-  readonly #onAbortHeld: (request: FpmRequest, reason: unknown) => void;
-
-  constructor(options: RequestOptions, handler: ResponseHandler, info: RequestInfo, now: number, onAbortHeld: (request: FpmRequest, reason: unknown) => void) {
-    this.options = options;
-    this.handler = handler;
-    this.info = info;
-    this.acceptedAt = now;
-    this.#onAbortHeld = onAbortHeld;
-  }
-
-  get started(): boolean {
-    return this.inner?.started ?? false;
-  }
-
-  get bodySent(): boolean {
-    return this.inner?.bodySent ?? false;
-  }
-
-  abort(reason?: unknown): void {
-    if (this.finished) return;
-    this.aborted = true;
-    if (this.inner) this.inner.abort(reason);
-    else this.#onAbortHeld(this, reason);
-  }
-
-  resume(): void {
-    this.inner?.resume();
-  }
-}
-
-/** What an Attempt reports to its backend. */
-interface AttemptEvents {
-  bound(attempt: Attempt, process: { pid: number | null }): void;
-  ended(attempt: Attempt, result: EndResult): void;
-  failed(attempt: Attempt, error: Error): void;
-}
-
-/**
- * One attempt of a request on one upstream: the handler that upstream's client calls. A class
- * rather than an object of closures, as one is made for every request (issue 8).
- */
-class Attempt implements ResponseHandler {
-  readonly request: FpmRequest;
-  readonly upstream: Upstream;
-  /** A connection took this attempt (nothing is sent before). */
-  bound = false;
-  readonly #events: AttemptEvents;
-
-  constructor(request: FpmRequest, upstream: Upstream, events: AttemptEvents) {
-    this.request = request;
-    this.upstream = upstream;
-    this.#events = events;
-  }
-
-  onDispatch(process: { pid: number | null }): void {
-    this.bound = true;
-    this.#events.bound(this, process);
-  }
-
-  onStdout(chunk: Buffer): boolean {
-    return this.request.finished ? true : this.request.handler.onStdout(chunk);
-  }
-
-  onStderr(chunk: Buffer): void {
-    if (!this.request.finished) this.request.handler.onStderr(chunk);
-  }
-
-  onEnd(result: EndResult): void {
-    if (!this.request.finished) this.#events.ended(this, result);
-  }
-
-  onError(error: Error): void {
-    this.#events.failed(this, error);
-  }
-}
 
 export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backend {
   readonly kind = 'php-fpm' as const;
@@ -279,7 +127,7 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
         log: this.#log,
         keepDir,
         processControlTimeoutMs: this.#options.processControlTimeoutMs,
-        pool: { ...this.#poolInput(app), listen },
+        pool: { ...fpmPoolInput(app), listen },
       });
       await this.#master.start();
       this.#log.info(
@@ -291,8 +139,8 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
       this.#master.on('down', (reason) => this.#masterDown(reason));
       this.#master.on('up', () => this.#masterUp());
     }
-    const capacity = this.#capacity(app);
-    this.#upstreams = addresses.map((address) => new Upstream(address, this.#newClient(address, app), capacity));
+    const capacity = fpmCapacity(app);
+    this.#upstreams = addresses.map((address) => new Upstream(address, newFpmClient(address, app), capacity));
     // A first look at php-fpm's status, so the status page has figures from the start.
     await this.#checkAll();
     this.#scheduleHealth();
@@ -350,7 +198,7 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
     if (this.#stopped) throw new PoolUnavailableError('POOL_STOPPED', `app ${this.#app.name}: stopped`);
     this.#app = app;
     this.#reloads += 1;
-    const capacity = this.#capacity(app);
+    const capacity = fpmCapacity(app);
     if (!this.#master) {
       for (const upstream of this.#upstreams) this.#replaceClient(upstream, app, capacity);
       this.#log.info({ app: app.name }, `app ${app.name}: php-fpm client pools resized to ${capacity} connections per upstream`);
@@ -359,7 +207,7 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
     this.#holding = true;
     try {
       for (const upstream of this.#upstreams) this.#replaceClient(upstream, app, capacity);
-      await this.#master.reload(this.#poolInput(app));
+      await this.#master.reload(fpmPoolInput(app));
       this.#log.info(
         { app: app.name, pid: this.#master.pid },
         `app ${app.name}: php-fpm reloaded (SIGUSR2), pm ${app.php.pool.manager}, max_children ${app.php.pool.maxWorkers}`,
@@ -398,58 +246,9 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
     };
   }
 
-  /**
-   * The pool as php-fpm's status page shows it (read at the last health check), with TQServer's own
-   * queue as the listen queue: requests wait there, not in php-fpm's backlog.
-   */
+  /** The pool in php-fpm's status vocabulary (fpm-backend-status.ts). */
   status(): PoolStatus {
-    const stats = this.stats();
-    const php = stats.upstreams.map((u) => u.php).filter((p): p is FpmPoolStatus => p !== null);
-    const sum = (pick: (p: FpmPoolStatus) => number) => php.reduce((n, p) => n + pick(p), 0);
-    const p = this.#app.php.pool;
-    return {
-      pool: this.#app.name,
-      backend: 'php-fpm',
-      processManager: php[0]?.processManager || p.manager,
-      startTime: php.length > 0 ? Math.min(...php.map((x) => x.startTime * 1000)) : this.#startTime,
-      acceptedConn: stats.accepted,
-      listenQueue: stats.queueLength + sum((x) => x.listenQueue),
-      maxListenQueue: Math.max(stats.maxQueueLength, ...php.map((x) => x.maxListenQueue)),
-      listenQueueLen: p.queueLimit,
-      idleProcesses: sum((x) => x.idleProcesses),
-      activeProcesses: sum((x) => x.activeProcesses),
-      totalProcesses: sum((x) => x.totalProcesses),
-      maxActiveProcesses: sum((x) => x.maxActiveProcesses),
-      maxChildrenReached: sum((x) => x.maxChildrenReached),
-      slowRequests: sum((x) => x.slowRequests),
-      restarts: {
-        master: stats.masterRestarts,
-        timeout: stats.terminateTimeouts,
-        crashed: stats.crashes,
-        requestTimeouts: stats.requestTimeouts,
-        queueTimeouts: stats.queueTimeouts,
-        failovers: stats.failovers,
-      },
-      upstreams: stats.upstreams.map((u) => ({
-        address: u.address,
-        breaker: u.breaker,
-        breakerReason: u.breakerReason,
-        breakerChanges: u.breakerChanges,
-        healthy: u.healthy,
-        open: u.open,
-        idle: u.idle,
-        busy: u.busy,
-        connecting: u.connecting,
-        queued: u.queued,
-        requests: u.requests,
-        retries: u.retries,
-        failures: u.failures,
-        connectFailures: u.connectFailures,
-        failovers: u.failovers,
-        queueWait: { count: u.queueWait.count, sumMs: u.queueWait.sumMs, maxMs: u.queueWait.maxMs },
-      })),
-      processes: php.flatMap((x) => x.processes),
-    };
+    return fpmPoolStatus(this.stats(), this.#app.php.pool, this.#startTime);
   }
 
   /** Graceful: running requests finish within graceMs, then php-fpm stops (SIGQUIT, SIGTERM, SIGKILL). */
@@ -584,57 +383,12 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
     );
   }
 
-  // ---- clients and config ----
-
-  /** Never more kept-alive connections than children: an extra one pins a request in php-fpm's backlog. */
-  #capacity(app: AppConfig): number {
-    return app.phpFpm.poolSize ?? app.php.pool.maxWorkers;
-  }
-
-  #newClient(address: Address, app: AppConfig): FastCGIClient {
-    const p = app.php.pool;
-    const fpm = app.phpFpm;
-    return new FastCGIClient({
-      address,
-      maxConns: this.#capacity(app),
-      maxQueue: p.queueLimit,
-      queueTimeoutMs: p.queueTimeoutMs,
-      connectTimeoutMs: fpm.connectTimeoutMs,
-      readTimeoutMs: fpm.requestTimeoutMs,
-      writeTimeoutMs: fpm.requestTimeoutMs,
-      // php.pool.request_timeout is request_terminate_timeout (for an external php-fpm: what its pool sets).
-      idleTimeoutMs: fpmIdleTimeoutMs(p.requestTimeoutMs),
-      // A child closes its connection after its pm.max_requests-th request; with one connection per
-      // child our count is its count, so that connection is not offered another request (a request
-      // sent in that moment would be lost). For an external php-fpm, php.pool.max_requests says what
-      // its pool's pm.max_requests is.
-      maxRequestsPerConnection: p.maxRequests,
-      // php-fpm parses each PARAMS record on its own (main/fastcgi.c) and drops the connection when a
-      // pair runs into the next one: params must fit one record, else a clean 431 (see worker.ts).
-      maxParamsBytes: MAX_CONTENT_BYTES,
-    });
-  }
+  // ---- clients (fpm-settings.ts builds them) ----
 
   /** A new client for the upstream; requests queued in the old one are sent again (to the new one). */
   #replaceClient(upstream: Upstream, app: AppConfig, capacity: number): void {
-    const old = upstream.replaceClient(this.#newClient(upstream.address, app), capacity);
+    const old = upstream.replaceClient(newFpmClient(upstream.address, app), capacity);
     old.failQueued(new Requeue());
-  }
-
-  /** The launcher's pool for an app (its listen address is the launcher's). */
-  #poolInput(app: AppConfig): Omit<FpmMasterOptions['pool'], 'listen'> {
-    return {
-      name: app.name,
-      pool: app.php.pool,
-      settings: app.php.settings,
-      env: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', ...app.php.env },
-      extensions: app.php.extensions,
-      documentRoot: app.documentRoot,
-      user: null,
-      pingPath: PING_PATH,
-      statusPath: STATUS_PATH,
-      allowedClients: ['127.0.0.1', '::1'],
-    };
   }
 
   // ---- health and breaker ----
@@ -714,17 +468,7 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
   async #check(upstream: Upstream): Promise<void> {
     const now = this.#clock();
     if (upstream.breaker.state === 'open' && !upstream.breaker.allow(now)) return;
-    const params = {
-      SCRIPT_NAME: STATUS_PATH,
-      SCRIPT_FILENAME: STATUS_PATH,
-      REQUEST_URI: `${STATUS_PATH}?json&full`,
-      QUERY_STRING: 'json&full',
-      REQUEST_METHOD: 'GET',
-      GATEWAY_INTERFACE: 'CGI/1.1',
-      SERVER_SOFTWARE: 'TQServer',
-      REMOTE_ADDR: '127.0.0.1',
-      CONTENT_LENGTH: '',
-    };
+    const params = healthCheckParams();
     try {
       const { stdout } = await new FastCGIResponse((handler) => upstream.client.dispatch({ params }, handler)).text();
       upstream.healthy = true;

@@ -61,3 +61,18 @@ export function parseFpmStatus(stdout: string): FpmPoolStatus | null {
     return null;
   }
 }
+
+/** The CGI params of a request for php-fpm's status page at `path` (pm.status_path) with `query`. */
+export function statusParams(path: string, query: string): Record<string, string> {
+  return {
+    SCRIPT_NAME: path,
+    SCRIPT_FILENAME: path,
+    REQUEST_URI: `${path}?${query}`,
+    QUERY_STRING: query,
+    REQUEST_METHOD: 'GET',
+    GATEWAY_INTERFACE: 'CGI/1.1',
+    SERVER_SOFTWARE: 'TQServer',
+    REMOTE_ADDR: '127.0.0.1',
+    CONTENT_LENGTH: '',
+  };
+}

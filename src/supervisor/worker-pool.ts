@@ -3,209 +3,25 @@
 // a crash-loop guard, enforces request_timeout, and reports a stats snapshot.
 
 import { EventEmitter } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { PhpTimeoutError, PoolUnavailableError } from '../errors.js';
 import type { Address } from '../fastcgi/address.js';
-import { toAbortError, type EndResult, type RequestController, type RequestOptions, type ResponseHandler } from '../fastcgi/client.js';
-import { bodyInMemory } from '../fastcgi/client-pool.js';
+import type { RequestController, RequestOptions, ResponseHandler } from '../fastcgi/client.js';
+import { bodyInMemory } from '../fastcgi/replay.js';
 import type { Logger } from '../log.js';
-import type { PhpBinary } from '../php/binary.js';
-import { bootWorkers, decide, type PmConfig, type PmDecision } from './pm.js';
+import { CrashLoop, DEFAULT_CRASH_INTERVAL_MS } from './crash-loop.js';
+import { bootWorkers, decide, type PmDecision } from './pm.js';
+import type { PoolConfig, ReconfigurableKey } from './pool-config.js';
+import { acquireLease, type LeaseHost, type WorkerLease } from './pool-lease.js';
+import { abandonedError, PoolRequest, type Waiter } from './pool-request.js';
+import { activeCount, countWorkers, servingCount, waitForStats, type PoolEvents, type PoolStats } from './pool-stats.js';
+import { killAfterGrace, makeSocketDir, recycleReason, workerAddress, workerOptions } from './pool-workers.js';
 import { PhpCgiWorker, type RequestInfo, type WorkerExit, type WorkerStats } from './worker.js';
 import { EXIT_REASONS, type ExitReason, type WorkerState } from './worker-state.js';
 
-export interface PoolConfig extends PmConfig {
-  name: string;
-  binary: PhpBinary;
-  configFile?: string | null;
-  settings?: Readonly<Record<string, string | number | boolean>>;
-  env?: Readonly<Record<string, string>>;
-  /** Working directory of the workers. */
-  cwd?: string;
-  /** pm.max_requests: recycle a worker after this many requests; 0 never. */
-  maxRequests: number;
-  /** request_terminate_timeout: kill the worker of a request running longer; 0 never. */
-  requestTimeoutMs: number;
-  /** Recycle a worker whose resident memory is above this after a request; 0 never. */
-  maxWorkerMemoryBytes: number;
-  /** Requests allowed to wait for a worker; more get POOL_QUEUE_FULL. */
-  queueLimit: number;
-  /** How long a request may wait for a worker before POOL_QUEUE_TIMEOUT; 0 waits as long as it takes. */
-  queueTimeoutMs: number;
-  /** Worker sockets: private unix sockets (default) or TCP ports from portRange on 127.0.0.1. */
-  transport?: 'unix' | 'tcp';
-  portRange?: readonly [number, number];
-  startTimeoutMs?: number;
-  stopTimeoutMs?: number;
-  abortGraceMs?: number;
-  /**
-   * emergency_restart_threshold / _interval: this many crashes within intervalMs pause respawning.
-   * Only workers that never finished a request count: one killed after serving (OOM killer, an
-   * operator) is replaced at once, however often it happens.
-   */
-  crashThreshold?: number;
-  crashIntervalMs?: number;
-  /** Longest pause between respawn attempts in a crash loop (it doubles from 1 s up to this). */
-  crashBackoffMaxMs?: number;
-  /** Where the workers' own stdout and stderr lines go (an app's PHP error log); the log when unset. */
-  onWorkerOutput?: (line: string, stream: 'stdout' | 'stderr', pid: number) => void;
-}
-
-/** Pool settings a running pool takes in place. */
-export type ReconfigurableKey =
-  | 'manager'
-  | 'maxWorkers'
-  | 'startWorkers'
-  | 'minSpareWorkers'
-  | 'maxSpareWorkers'
-  | 'maxSpawnRate'
-  | 'idleTimeoutMs'
-  | 'maxRequests'
-  | 'requestTimeoutMs'
-  | 'maxWorkerMemoryBytes'
-  | 'queueLimit'
-  | 'queueTimeoutMs';
-
-export interface PoolStats {
-  pool: string;
-  processManager: PmConfig['manager'];
-  startTime: number;
-  acceptedRequests: number;
-  /** Requests waiting for a worker now (php-fpm: listen queue). */
-  queueLength: number;
-  maxQueueLength: number;
-  queueLimit: number;
-  idle: number;
-  active: number;
-  starting: number;
-  total: number;
-  maxActive: number;
-  /** Times the pool wanted more workers than max_workers allows, counted once per episode (php-fpm: max children reached). */
-  maxWorkersReached: number;
-  restarts: Record<ExitReason, number>;
-  crashLoop: boolean;
-}
-
-export interface PoolEvents {
-  'worker-ready': [worker: PhpCgiWorker];
-  'worker-exit': [worker: PhpCgiWorker, exit: WorkerExit];
-  'max-workers-reached': [pool: string, maxWorkers: number];
-  'queue-full': [pool: string, waiting: number];
-  'queue-timeout': [pool: string, waitedMs: number];
-  'request-timeout': [worker: PhpCgiWorker, info: RequestInfo];
-  'crash-loop': [pool: string, crashes: number, retryInMs: number];
-}
-
-/** A worker reserved for one caller until its request ends or release() is called. */
-export interface WorkerLease {
-  readonly worker: PhpCgiWorker;
-  dispatch(options: RequestOptions, handler: ResponseHandler, info?: RequestInfo): RequestController;
-  release(): void;
-}
-
-interface Waiter {
-  grant(worker: PhpCgiWorker): void;
-  fail(error: Error): void;
-  enqueuedAt: number;
-  timer: NodeJS.Timeout | null;
-}
-
-/** Errors that say a request never reached its worker (the connect failed): safe to send again. */
-const NEVER_REACHED_PHP = new Set(['FCGI_CONNECT_REFUSED', 'FCGI_CONNECT_TIMEOUT']);
-
-const DEFAULT_CRASH_THRESHOLD = 10;
-const DEFAULT_CRASH_INTERVAL_MS = 60_000;
-const DEFAULT_CRASH_BACKOFF_MAX_MS = 30_000;
-
-/** A request's controller: proxies abort/resume while the request waits, then to the worker's connection. */
-/**
- * A request to the pool: the controller its caller holds, and the handler its worker calls, which
- * passes everything on until the request is finished (request_timeout may finish it first). One
- * object per request rather than an object of closures (issue 8).
- */
-class PoolRequest implements RequestController, ResponseHandler {
-  inner: RequestController | null = null;
-  finished = false;
-  /** Queues the request again (once) when its worker could not be reached; false when it cannot. */
-  requeue: (() => boolean) | null = null;
-  /** Its body (if any) is in memory, so it can be sent again after a worker that did not run it. */
-  bodyInMemory = true;
-  /** request_timeout, while the request runs. */
-  timer: NodeJS.Timeout | null = null;
-  readonly #handler: ResponseHandler;
-  #onAbortWhileQueued: ((reason: unknown) => void) | null = null;
-
-  constructor(handler: ResponseHandler, onAbortWhileQueued: (reason: unknown) => void) {
-    this.#handler = handler;
-    this.#onAbortWhileQueued = onAbortWhileQueued;
-  }
-
-  /** Nothing more reaches the caller's handler. */
-  finish(): void {
-    this.finished = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-  }
-
-  onStdout(chunk: Buffer): boolean {
-    return this.finished ? true : this.#handler.onStdout(chunk);
-  }
-
-  onStderr(chunk: Buffer): void {
-    if (!this.finished) this.#handler.onStderr(chunk);
-  }
-
-  onEnd(result: EndResult): void {
-    if (this.finished) return;
-    this.finish();
-    this.#handler.onEnd(result);
-  }
-
-  onError(error: Error): void {
-    if (this.finished) return;
-    if (this.requeue && (NEVER_REACHED_PHP.has((error as { code?: string }).code ?? '') || (this.bodyInMemory && (error as { unprocessed?: boolean }).unprocessed === true))) {
-      // The worker died while idle (killed, crashed) before the pool noticed, or closed its
-      // connection without running the request (FastCGIConnection's probe proved it): nothing of the
-      // request ran in PHP, so it goes back to the queue for another worker instead of costing a 502.
-      const requeue = this.requeue;
-      this.requeue = null;
-      if (this.timer) clearTimeout(this.timer);
-      this.timer = null;
-      this.inner = null;
-      if (requeue()) return;
-    }
-    this.finish();
-    this.#handler.onError(error);
-  }
-
-  onDispatch(process: { pid: number | null }): void {
-    this.#handler.onDispatch?.(process);
-  }
-
-  /** request_timeout: the caller's handler gets the error although the request is finished already. */
-  failNow(error: Error): void {
-    this.#handler.onError(error);
-  }
-
-  get started(): boolean {
-    return this.inner?.started ?? false;
-  }
-
-  get bodySent(): boolean {
-    return this.inner?.bodySent ?? false;
-  }
-
-  abort(reason?: unknown): void {
-    if (this.inner) this.inner.abort(reason);
-    else this.#onAbortWhileQueued?.(reason);
-  }
-
-  resume(): void {
-    this.inner?.resume();
-  }
-}
+export type { PoolConfig, ReconfigurableKey } from './pool-config.js';
+export type { WorkerLease } from './pool-lease.js';
+export type { PoolEvents, PoolStats } from './pool-stats.js';
 
 export class WorkerPool extends EventEmitter<PoolEvents> {
   readonly name: string;
@@ -224,10 +40,10 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   #spawnRate = 1;
   #lastSpareKillAt = 0;
   #recheckTimer: NodeJS.Timeout | null = null;
-  #crashTimes: number[] = [];
+  readonly #crashLoop = new CrashLoop();
   /** Workers that finished at least one request: their crash is not a crash loop. */
   readonly #proven = new WeakSet<PhpCgiWorker>();
-  #crashBackoffMs = 0;
+  /** Respawning is paused until then (the crash loop's pause, kept here for the queue's check). */
   #respawnAt = 0;
   readonly #startTime: number;
   #accepted = 0;
@@ -241,6 +57,16 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   readonly #stateListeners = new Set<() => void>();
   /** stop() is serving the requests still waiting before it stops the workers. */
   #draining = false;
+  /** What leases ask of the pool; made once. */
+  readonly #leaseHost: LeaseHost = {
+    enqueue: (grant, fail) => this.#enqueue(grant, fail),
+    drop: (waiter, error) => this.#dropWaiter(waiter, error),
+    run: (worker, request, options, info) => this.#run(worker, request, options, info),
+    release: (worker) => {
+      if (worker.state === 'idle') this.#onIdle(worker);
+      else this.#reserved.delete(worker);
+    },
+  };
 
   constructor(config: PoolConfig, log: Logger, clock: () => number = Date.now) {
     super();
@@ -272,8 +98,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     if (this.#state !== 'new') throw new Error(`pool ${this.name} was already started`);
     this.#state = 'running';
     if ((this.#config.transport ?? 'unix') === 'unix') {
-      // A private folder (mode 0700) for the worker sockets: no other user can connect to them.
-      this.#socketDir = await mkdtemp(join(tmpdir(), `tqserver-${this.name.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40)}-`));
+      this.#socketDir = await makeSocketDir(this.name);
     }
     const boot = bootWorkers(this.#config);
     const started = Array.from({ length: boot }, () => this.#spawn());
@@ -290,26 +115,9 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     this.#reconcile();
   }
 
-  /** Reserves an idle worker, waiting in the FIFO queue when all are busy. */
+  /** Reserves an idle worker, waiting in the FIFO queue when all are busy (pool-lease.ts). */
   acquire(signal?: AbortSignal): Promise<WorkerLease> {
-    if (signal?.aborted) return Promise.reject(this.#abandoned(signal.reason));
-    return new Promise((resolve, reject) => {
-      let onAbort: (() => void) | null = null;
-      const waiter = this.#enqueue(
-        (worker) => {
-          if (onAbort) signal?.removeEventListener('abort', onAbort);
-          resolve(this.#lease(worker));
-        },
-        (error) => {
-          if (onAbort) signal?.removeEventListener('abort', onAbort);
-          reject(error);
-        },
-      );
-      if (signal && waiter) {
-        onAbort = () => this.#dropWaiter(waiter, this.#abandoned(signal.reason));
-        signal.addEventListener('abort', onAbort, { once: true });
-      }
-    });
+    return acquireLease(this.name, this.#leaseHost, signal);
   }
 
   /**
@@ -320,12 +128,12 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     let waiter: Waiter | null = null;
     const signal = options.signal;
     const request = new PoolRequest(handler, (reason) => {
-      if (waiter) this.#dropWaiter(waiter, this.#abandoned(reason));
+      if (waiter) this.#dropWaiter(waiter, abandonedError(this.name, reason));
     });
     request.bodyInMemory = bodyInMemory(options);
     if (signal?.aborted) {
       request.finished = true;
-      handler.onError(this.#abandoned(signal.reason));
+      handler.onError(abandonedError(this.name, signal.reason));
       return request;
     }
     // While queued the caller's signal is watched here; once running, the connection watches it.
@@ -352,11 +160,6 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     return request;
   }
 
-  /** The error a caller gets for a request it gave up on before a worker took it. */
-  #abandoned(reason: unknown): Error {
-    return toAbortError(reason ?? new PoolUnavailableError('POOL_STOPPED', `pool ${this.name}: request abandoned while waiting for a worker`));
-  }
-
   /**
    * Graceful stop: no new requests; those already waiting are still served (a reload that replaced
    * this pool, or a removed app, loses none of them), then idle workers stop, busy ones after their
@@ -380,18 +183,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     }
     if (this.#workers.size > 0) {
       const allExited = new Promise<void>((resolve) => this.#stopWaiters.push(resolve));
-      let timer: NodeJS.Timeout | undefined;
-      const expired = new Promise<'expired'>((resolve) => {
-        timer = setTimeout(() => resolve('expired'), graceMs);
-      });
-      if ((await Promise.race([allExited, expired])) === 'expired') {
-        for (const worker of this.#workers.values()) {
-          this.#log.warn({ pool: this.name, pid: worker.pid, state: worker.state }, `pool ${this.name}: worker still ${worker.state} after ${graceMs} ms; killing it`);
-          void worker.kill('stopped', new PoolUnavailableError('POOL_STOPPED', `pool ${this.name} stopped: the request was still running after the ${graceMs} ms grace`));
-        }
-        await allExited;
-      }
-      clearTimeout(timer);
+      await killAfterGrace(this.#workers, allExited, graceMs, this.#log, this.name);
     }
     this.#state = 'stopped';
     if (this.#socketDir) await rm(this.#socketDir, { recursive: true, force: true });
@@ -399,15 +191,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
   }
 
   stats(): PoolStats {
-    let idle = 0;
-    let active = 0;
-    let starting = 0;
-    for (const worker of this.#workers.values()) {
-      const state = worker.state;
-      if (state === 'idle') idle += 1;
-      else if (state === 'active' || state === 'retiring') active += 1;
-      else if (state === 'starting') starting += 1;
-    }
+    const { idle, active, starting } = countWorkers(this.#workers.values());
     return {
       pool: this.name,
       processManager: this.#config.manager,
@@ -433,29 +217,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
 
   /** Resolves when the pool's stats satisfy `predicate` (checked on every worker state change). */
   waitFor(predicate: (stats: PoolStats) => boolean, timeoutMs = 10_000): Promise<PoolStats> {
-    const now = this.stats();
-    if (predicate(now)) return Promise.resolve(now);
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        const stats = this.stats();
-        if (!predicate(stats)) return;
-        cleanup();
-        resolve(stats);
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`pool ${this.name}: condition not reached within ${timeoutMs} ms (now ${JSON.stringify(this.stats())})`));
-      }, timeoutMs);
-      const cleanup = () => {
-        clearTimeout(timer);
-        this.off('worker-ready', check);
-        this.off('worker-exit', check);
-        this.#stateListeners.delete(check);
-      };
-      this.on('worker-ready', check);
-      this.on('worker-exit', check);
-      this.#stateListeners.add(check);
-    });
+    return waitForStats(this, this.#stateListeners, predicate, timeoutMs);
   }
 
   // ---- queue ----
@@ -472,7 +234,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       grant(worker);
       return null;
     }
-    if (this.#respawnAt > this.#clock() && this.#servingCount() === 0) {
+    if (this.#respawnAt > this.#clock() && servingCount(this.#workers) === 0) {
       fail(new PoolUnavailableError('POOL_CRASH_LOOP', `pool ${this.name}: workers keep crashing; respawning paused for ${this.#respawnAt - this.#clock()} ms (see the log for their exit codes)`));
       return null;
     }
@@ -517,13 +279,13 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       void worker.stop('stopped');
       return;
     }
-    const reason = this.#recycleReason(worker);
+    const reason = recycleReason(worker, this.#config, this.#log, this.name);
     if (reason) {
       void worker.stop(reason);
       this.#reconcile();
       return;
     }
-    if (this.#servingCount() > this.#config.maxWorkers) {
+    if (servingCount(this.#workers) > this.#config.maxWorkers) {
       // max_workers was lowered while this worker was busy: it goes now that its request is done.
       void worker.stop('stopped');
       this.#reconcile();
@@ -540,44 +302,6 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     }
     this.#available.push(worker);
     this.#reconcile();
-  }
-
-  #recycleReason(worker: PhpCgiWorker): ExitReason | null {
-    const { maxRequests, maxWorkerMemoryBytes } = this.#config;
-    if (maxRequests > 0 && worker.requests >= maxRequests) return 'recycled';
-    // A worker is measured after it served something: a fresh one over the limit would otherwise be
-    // replaced by another fresh one, forever.
-    if (maxWorkerMemoryBytes > 0 && worker.requests > 0) {
-      const rss = worker.rssBytes();
-      if (rss !== null && rss > maxWorkerMemoryBytes) {
-        this.#log.info(
-          { pool: this.name, pid: worker.pid, rssBytes: rss },
-          `pool ${this.name}: recycling pid ${worker.pid}: resident memory ${Math.round(rss / 1048576)} MiB is over max_worker_memory ${Math.round(maxWorkerMemoryBytes / 1048576)} MiB`,
-        );
-        return 'memory';
-      }
-    }
-    return null;
-  }
-
-  #lease(worker: PhpCgiWorker): WorkerLease {
-    let used = false;
-    return {
-      worker,
-      dispatch: (options, handler, info) => {
-        if (used) throw new Error(`lease of pool ${this.name} worker ${worker.id} was already used`);
-        used = true;
-        const request = new PoolRequest(handler, () => {});
-        this.#run(worker, request, options, info ?? {});
-        return request;
-      },
-      release: () => {
-        if (used) return;
-        used = true;
-        if (worker.state === 'idle') this.#onIdle(worker);
-        else this.#reserved.delete(worker);
-      },
-    };
   }
 
   #run(worker: PhpCgiWorker, request: PoolRequest, options: RequestOptions, info: RequestInfo): void {
@@ -601,7 +325,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       this.#onIdle(worker);
       return;
     }
-    this.#maxActive = Math.max(this.#maxActive, this.#activeCount());
+    this.#maxActive = Math.max(this.#maxActive, activeCount(this.#workers));
     const timeoutMs = this.#config.requestTimeoutMs;
     if (timeoutMs > 0 && !request.finished) {
       request.timer = setTimeout(() => {
@@ -624,27 +348,12 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     const id = this.#nextId++;
     let listen: Address;
     try {
-      listen = this.#workerAddress(id);
+      listen = workerAddress(this.#config, id, this.#socketDir, this.#usedPorts);
     } catch (error) {
       this.#log.error({ pool: this.name }, (error as Error).message);
       return Promise.reject(error);
     }
-    const worker = new PhpCgiWorker({
-      id,
-      pool: this.name,
-      binary: this.#config.binary,
-      listen,
-      configFile: this.#config.configFile ?? null,
-      settings: this.#config.settings ?? {},
-      env: this.#config.env ?? {},
-      cwd: this.#config.cwd,
-      startTimeoutMs: this.#config.startTimeoutMs,
-      stopTimeoutMs: this.#config.stopTimeoutMs,
-      abortGraceMs: this.#config.abortGraceMs,
-      log: this.#log,
-      clock: this.#clock,
-      onOutput: this.#config.onWorkerOutput,
-    });
+    const worker = new PhpCgiWorker(workerOptions(this.#config, id, listen, this.#log, this.#clock));
     this.#workers.set(id, worker);
     worker.on('state', (w: PhpCgiWorker, from: WorkerState, to: WorkerState) => this.#onWorkerState(w, from, to));
     worker.once('exit', (w: PhpCgiWorker, exit: WorkerExit) => this.#onWorkerExit(w, exit));
@@ -658,18 +367,6 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
         throw error;
       },
     );
-  }
-
-  #workerAddress(id: number): Address {
-    if ((this.#config.transport ?? 'unix') === 'unix') return { path: join(this.#socketDir!, `w${id}.sock`) };
-    const [low, high] = this.#config.portRange ?? [9100, 9199];
-    for (let port = low; port <= high; port++) {
-      if (!this.#usedPorts.has(port)) {
-        this.#usedPorts.add(port);
-        return { host: '127.0.0.1', port };
-      }
-    }
-    throw new PoolUnavailableError('POOL_STOPPED', `pool ${this.name}: no free port left in port_range ${low}-${high}`);
   }
 
   #onWorkerState(worker: PhpCgiWorker, from: WorkerState, to: WorkerState): void {
@@ -707,48 +404,24 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
 
   #noteCrash(): void {
     const now = this.#clock();
-    const intervalMs = this.#config.crashIntervalMs ?? DEFAULT_CRASH_INTERVAL_MS;
-    const threshold = this.#config.crashThreshold ?? DEFAULT_CRASH_THRESHOLD;
-    this.#crashTimes = this.#crashTimes.filter((t) => t > now - intervalMs);
-    this.#crashTimes.push(now);
-    if (this.#crashTimes.length < threshold) {
-      // Fewer crashes than the threshold within the interval: a later loop starts from the first step.
-      this.#crashBackoffMs = 0;
-      return;
-    }
-    // The pause doubles once per failed round of respawns: the other workers of a round that is
-    // already paused (started together, crashing together) do not lengthen it again.
-    if (now >= this.#respawnAt) {
-      this.#crashBackoffMs = Math.min(Math.max(this.#crashBackoffMs * 2, 1000), this.#config.crashBackoffMaxMs ?? DEFAULT_CRASH_BACKOFF_MAX_MS);
-      this.#respawnAt = now + this.#crashBackoffMs;
+    const verdict = this.#crashLoop.note(now, this.#config);
+    if (verdict === 'ok') return;
+    if (verdict === 'pause') {
+      const crashes = this.#crashLoop.crashes;
+      const backoffMs = this.#crashLoop.backoffMs;
+      this.#respawnAt = this.#crashLoop.respawnAt;
       this.#log.error(
-        { pool: this.name, crashes: this.#crashTimes.length, retryInMs: this.#crashBackoffMs },
-        `pool ${this.name}: ${this.#crashTimes.length} worker crashes within ${intervalMs / 1000} s; pausing respawn for ${this.#crashBackoffMs} ms. Check the php-cgi errors above (binary, php.ini, extensions).`,
+        { pool: this.name, crashes, retryInMs: backoffMs },
+        `pool ${this.name}: ${crashes} worker crashes within ${(this.#config.crashIntervalMs ?? DEFAULT_CRASH_INTERVAL_MS) / 1000} s; pausing respawn for ${backoffMs} ms. Check the php-cgi errors above (binary, php.ini, extensions).`,
       );
-      this.emit('crash-loop', this.name, this.#crashTimes.length, this.#crashBackoffMs);
+      this.emit('crash-loop', this.name, crashes, backoffMs);
     }
     // Requests waiting for a worker that cannot come now get a clear answer instead of a long wait.
-    if (this.#servingCount() === 0) {
+    if (servingCount(this.#workers) === 0) {
       for (const waiter of this.#queue.splice(0)) {
         this.#failWaiter(waiter, new PoolUnavailableError('POOL_CRASH_LOOP', `pool ${this.name}: workers keep crashing; respawning paused for ${this.#respawnAt - now} ms`));
       }
     }
-  }
-
-  /** Counts workers that serve or will serve (starting, idle, active). */
-  #servingCount(): number {
-    let count = 0;
-    for (const worker of this.#workers.values()) {
-      const s = worker.state;
-      if (s === 'starting' || s === 'idle' || s === 'active') count += 1;
-    }
-    return count;
-  }
-
-  #activeCount(): number {
-    let count = 0;
-    for (const worker of this.#workers.values()) if (worker.state === 'active' || worker.state === 'retiring') count += 1;
-    return count;
   }
 
   /** Asks the pm policy what to do and does it. Called on every event that changes the counts. */
@@ -784,7 +457,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
       this.emit('max-workers-reached', this.name, this.#config.maxWorkers);
     }
     this.#atMax = decision.atMax;
-    const overMax = this.#servingCount() > this.#config.maxWorkers;
+    const overMax = servingCount(this.#workers) > this.#config.maxWorkers;
     for (const id of decision.stop) {
       const worker = this.#workers.get(id);
       if (!worker || worker.state !== 'idle') continue;
