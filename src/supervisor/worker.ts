@@ -3,76 +3,19 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { readFileSync, rmSync } from 'node:fs';
-import type { Readable } from 'node:stream';
+import { rmSync } from 'node:fs';
 import { FastCGIAbortError, FastCGIConnectionError, WorkerStartError } from '../errors.js';
 import { formatAddress, type Address } from '../fastcgi/address.js';
 import { MAX_CONTENT_BYTES } from '../fastcgi/protocol.js';
 import { FastCGIConnection, toAbortError, type ConnectionOptions, type EndResult, type RequestController, type RequestOptions, type ResponseHandler } from '../fastcgi/client.js';
 import type { Logger } from '../log.js';
-import { buildPhpCgiArgs, type PhpBinary } from '../php/binary.js';
+import { buildPhpCgiArgs } from '../php/binary.js';
 import { dieWithParent } from './death-signal.js';
+import { readLines, readRssBytes } from './worker-process.js';
 import { isTerminal, transition, type ExitReason, type WorkerState } from './worker-state.js';
+import type { RequestInfo, WorkerExit, WorkerOptions, WorkerStats } from './worker-types.js';
 
-export interface WorkerOptions {
-  /** Pool-local sequence number, for logs. */
-  id: number;
-  pool: string;
-  binary: PhpBinary;
-  listen: Address;
-  configFile?: string | null;
-  settings?: Readonly<Record<string, string | number | boolean>>;
-  /** The whole environment of the process (TQServer's own environment is not passed on). */
-  env?: Readonly<Record<string, string>>;
-  cwd?: string;
-  /** How long php-cgi may take to accept connections. Default 10000. */
-  startTimeoutMs?: number;
-  /** How long a stop signal is given before SIGKILL. Default 10000. */
-  stopTimeoutMs?: number;
-  /** How long an aborted request may take to end before the worker is killed. Default 1000. */
-  abortGraceMs?: number;
-  log: Logger;
-  clock?: () => number;
-  /** Where the process's own stdout and stderr lines go (an app's PHP error log); the log when unset. */
-  onOutput?: (line: string, stream: 'stdout' | 'stderr', pid: number) => void;
-}
-
-/** What a request looked like, for the status page ("request URI", "script", ...). */
-export interface RequestInfo {
-  method?: string;
-  uri?: string;
-  script?: string;
-  contentLength?: number;
-  /** The request id the fronts log it under, for log lines about it. */
-  requestId?: string;
-}
-
-export interface WorkerExit {
-  pid: number;
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  reason: ExitReason;
-  /** True when the stop ladder had to end with SIGKILL. */
-  forced: boolean;
-}
-
-export interface WorkerStats {
-  id: number;
-  pid: number;
-  state: WorkerState;
-  /** Where it listens ("unix:/tmp/.../w1.sock", "127.0.0.1:9100"). */
-  address: string;
-  startedAt: number;
-  uptimeMs: number;
-  requests: number;
-  /** Time since the worker last became idle (0 while busy). */
-  idleMs: number;
-  /** Duration of the running request, else of the last one. */
-  requestDurationMs: number;
-  lastRequestMs: number | null;
-  request: RequestInfo | null;
-  rssBytes: number | null;
-}
+export type { RequestInfo, WorkerExit, WorkerOptions, WorkerStats } from './worker-types.js';
 
 /**
  * Passes a request's events on, telling the worker when it was aborted (an aborted request's
@@ -354,14 +297,7 @@ export class PhpCgiWorker extends EventEmitter {
   /** Resident memory from /proc (Linux), or null where it cannot be read. */
   rssBytes(): number | null {
     const pid = this.pid;
-    if (!pid || isTerminal(this.#state)) return null;
-    try {
-      const status = readFileSync(`/proc/${pid}/status`, 'latin1');
-      const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
-      return match ? Number(match[1]) * 1024 : null;
-    } catch {
-      return null;
-    }
+    return !pid || isTerminal(this.#state) ? null : readRssBytes(pid);
   }
 
   stats(withMemory = false): WorkerStats {
@@ -521,41 +457,4 @@ export class PhpCgiWorker extends EventEmitter {
       });
     }
   }
-}
-
-/** Longest line of a php-cgi process's own output that is kept; the rest of a longer line is counted, not kept. */
-const MAX_OUTPUT_LINE = 8192;
-
-/**
- * The lines of a process's output ("\n" or "\r\n" ends one), each cut to MAX_OUTPUT_LINE characters
- * with the length it had. Not readline: it holds a line without a break whole in memory, however
- * long, so a script writing megabytes to stderr without a newline grew the server by as much.
- */
-function readLines(stream: Readable, onLine: (line: string) => void): void {
-  let pending = '';
-  let dropped = 0;
-  const emit = () => {
-    const line = pending.endsWith('\r') && dropped === 0 ? pending.slice(0, -1) : pending;
-    const length = pending.length + dropped;
-    pending = '';
-    dropped = 0;
-    onLine(length > MAX_OUTPUT_LINE ? `${line}... (${length} chars)` : line);
-  };
-  stream.setEncoding('utf8');
-  stream.on('data', (text: string) => {
-    let at = 0;
-    while (at < text.length) {
-      const newline = text.indexOf('\n', at);
-      const end = newline < 0 ? text.length : newline;
-      const keep = Math.min(end - at, MAX_OUTPUT_LINE - pending.length);
-      if (keep > 0) pending += text.slice(at, at + keep);
-      dropped += end - at - Math.max(keep, 0);
-      if (newline < 0) break;
-      emit();
-      at = newline + 1;
-    }
-  });
-  stream.on('end', () => {
-    if (pending.length > 0 || dropped > 0) emit();
-  });
 }
