@@ -4,7 +4,7 @@
 // req/s and the gateway's CPU µs per request; publishes nothing.
 //
 //   node dist/bench/ab.js --build base=/tmp/base/dist/src/cli.js --build new=dist/src/cli.js \
-//     [--kind fpm|cgi|front|bare|floor|rawfloor ...] [--ref nginx-fpm-ka ...] [--conns 16] [--rounds 5] [--sec 3] [--path /hello.php]
+//     [--kind fpm|cgi|front|bare|floor|rawfloor ...] [--ref nginx-fpm-ka ...] [--conns 16] [--rounds 5] [--sec 3] [--path /hello.php] [--body BYTES]
 
 import { loadavg } from 'node:os';
 import { resolve } from 'node:path';
@@ -19,7 +19,7 @@ import { cpuSeconds } from './lib/proc.js';
 import { Scope } from './lib/processes.js';
 import { median } from './lib/stats.js';
 import { startTQServer, TQSERVER_CLI } from './lib/tqserver.js';
-import { runWrk } from './lib/wrk.js';
+import { runWrk, writePostScript } from './lib/wrk.js';
 
 /** fpm, cgi, front: TQServer's; bare, floor and rawfloor (floor without node:http): bench/floor-server.ts (the build is not used). */
 const KINDS = ['fpm', 'cgi', 'front', 'bare', 'floor', 'rawfloor'] as const;
@@ -71,6 +71,7 @@ async function main(): Promise<void> {
       rounds: { type: 'string', default: '5' },
       sec: { type: 'string', default: '3' },
       path: { type: 'string', default: '/hello.php' },
+      body: { type: 'string' },
       profile: { type: 'string' },
     },
   });
@@ -106,7 +107,9 @@ async function main(): Promise<void> {
       entrants.push({ label: id, group: id, baseUrl: contender.baseUrl, pids: contender.gatewayPids, rps: [], usPerReq: [], p99Ms: [], errors: [] });
     }
     log(`load average ${loadavg().map((n) => n.toFixed(2)).join(' ')}; ${entrants.length} entrants, ${rounds} rounds of ${durationSec} s at ${connections} connections on ${values.path}`);
-    const wrk = (e: Entrant, sec: number) => runWrk({ url: `${e.baseUrl}${values.path}`, connections, threads: 2, durationSec: sec, script: null, timeoutSec: 10 });
+    // --body BYTES: every request a POST of that many bytes (e.g. --path /upload.php --body 10485760).
+    const script = values.body ? await writePostScript(await scope.tempDir('tqserver-ab-wrk-'), Number(values.body)) : null;
+    const wrk = (e: Entrant, sec: number) => runWrk({ url: `${e.baseUrl}${values.path}`, connections, threads: 2, durationSec: sec, script, timeoutSec: 10 });
     for (const e of entrants) await wrk(e, 1);
     for (let round = 1; round <= rounds && !wasInterrupted(); round++) {
       // Every round starts with a different entrant, so none always runs right after the same one.

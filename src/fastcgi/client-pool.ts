@@ -15,9 +15,9 @@ import {
   type ResponseHandler,
   toAbortError,
 } from './client.js';
-import { bodyInMemory, replayable, STALE_CONNECTION_ERRORS } from './replay.js';
+import { bodyResendable, replayable, STALE_CONNECTION_ERRORS } from './replay.js';
 
-export { bodyInMemory } from './replay.js';
+export { bodyResendable } from './replay.js';
 
 export interface ClientOptions extends ConnectionOptions {
   address: Address | string;
@@ -404,15 +404,15 @@ export class FastCGIClient extends EventEmitter {
    * been consumed) and an idempotent method (the peer may have run it before dying), it is sent once
    * more on a fresh connection, and true is returned. A request with a body, or a POST without one,
    * is not replayed, unless the connection proved the peer never ran it (`unprocessed`: php-fpm
-   * closing after its last request, see FastCGIConnection) and its body is still in memory.
+   * closing after its last request, see FastCGIConnection) and its body can be sent again (in memory or in a file).
    */
   retryStale(pooled: PooledRequest, error: Error): boolean {
     const code = (error as { code?: string }).code ?? '';
     if (pooled.answered || pooled.retried || pooled.done || this.#destroyed || !STALE_CONNECTION_ERRORS.has(code)) return false;
     // The peer proved it never ran the request (php-fpm closing after its last one): any method
-    // goes again, as long as its body is still in memory.
+    // goes again, as long as its body can be sent again (in memory or in a file, not a stream).
     const unprocessed = (error as { unprocessed?: boolean }).unprocessed === true;
-    if (unprocessed ? !bodyInMemory(pooled.options) : !pooled.reused || !replayable(pooled.options)) {
+    if (unprocessed ? !bodyResendable(pooled.options) : !pooled.reused || !replayable(pooled.options)) {
       return false;
     }
     pooled.retried = true;

@@ -5,8 +5,23 @@ import type { Readable } from 'node:stream';
 import { DEFAULT_MAX_PARAMS_BYTES } from './params.js';
 import type { ParamPairs } from './protocol.js';
 
-/** A request body: nothing, bytes in memory, or a stream read with backpressure. */
-export type RequestBody = Buffer | string | Readable | AsyncIterable<Buffer | string> | null | undefined;
+/**
+ * A request body in a file, `length` bytes from its start (a spooled upload). It is read in pieces
+ * into reused buffers as the socket takes them, so a large body allocates next to nothing (a stream
+ * over the file would allocate every piece, and the garbage costs major GCs), and unlike a stream
+ * it can be sent again. The file must stay until the request ends.
+ */
+export class FileBody {
+  readonly path: string;
+  readonly length: number;
+  constructor(path: string, length: number) {
+    this.path = path;
+    this.length = length;
+  }
+}
+
+/** A request body: nothing, bytes in memory, a file, or a stream read with backpressure. */
+export type RequestBody = Buffer | string | FileBody | Readable | AsyncIterable<Buffer | string> | null | undefined;
 
 export interface ConnectionOptions {
   /** Give up connecting after this long (FCGI_CONNECT_TIMEOUT). Default 5000. */

@@ -12,7 +12,7 @@ import { connectSocket } from './client-connect.js';
 import { peerClosedError, rejectedError, timeoutError, toAbortError } from './client-errors.js';
 import { ActiveRequest, safeCall } from './client-request.js';
 import { FastCGIResponse } from './client-response.js';
-import { CONNECTION_DEFAULTS, type ConnectionOptions, type ConnectionState, type RequestController, type RequestOptions, type ResponseHandler } from './client-types.js';
+import { CONNECTION_DEFAULTS, type ConnectionOptions, type FileBody, type ConnectionState, type RequestController, type RequestOptions, type ResponseHandler } from './client-types.js';
 import { decodeValues, encodeValuesQuery, type PendingValues } from './client-values.js';
 import { RecordDecoder, type DecoderSink } from './decoder.js';
 import { measureParams } from './params.js';
@@ -21,6 +21,7 @@ import { encodeAbortRequest, encodeRecord, encodeRequestHead, encodeStreamEnd, f
 
 export type { ConnectionOptions, EndResult, RequestBody, RequestController, RequestOptions, ResponseHandler } from './client-types.js';
 export { FastCGIResponse } from './client-response.js';
+export { FileBody } from './client-types.js';
 export { toAbortError } from './client-errors.js';
 
 /** The request id this client uses: php-fpm and php-cgi do not multiplex, and nginx also uses 1. */
@@ -133,7 +134,7 @@ export class FastCGIConnection extends EventEmitter {
       this.#socket.write(head);
       // A large in-memory body goes out piece by piece like a stream, so the write timeout measures
       // the peer's progress: one write of the whole body drains only once all of it was taken.
-      pumpBody(this, request, inMemory ? bytes : (body as Readable | AsyncIterable<Buffer | string>));
+      pumpBody(this, request, inMemory ? bytes : (body as FileBody | Readable | AsyncIterable<Buffer | string>));
     }
 
     if (signal && !request.finished) {
@@ -230,15 +231,20 @@ export class FastCGIConnection extends EventEmitter {
     return !request.finished && this.#active === request;
   }
 
-  /** @internal Writes a piece of the body as STDIN records; false when the socket must drain first ('writable' follows). */
-  writeBody(request: ActiveRequest, chunk: Buffer | string): boolean {
+  /**
+   * @internal Writes a piece of the body as STDIN records; false when the socket must drain first
+   * ('writable' follows). `written`, if given, is called once the socket no longer holds the piece.
+   */
+  writeBody(request: ActiveRequest, chunk: Buffer | string, written?: (error?: Error | null) => void): boolean {
     const data = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     if (data.length === 0) return true;
     const parts: Buffer[] = [];
     frameStream(RecordType.Stdin, REQUEST_ID, data, parts);
     const socket = this.#socket;
     socket.cork();
-    for (const part of parts) socket.write(part);
+    const last = parts.length - 1;
+    for (let i = 0; i < last; i++) socket.write(parts[i]!);
+    socket.write(parts[last]!, written);
     socket.uncork();
     if (socket.writableNeedDrain) {
       this.#waitDrain(request);

@@ -1,7 +1,7 @@
 // When a request may be sent to the peer a second time (FastCGIClient#retryStale, the php-cgi pool's
 // requeue): the rules, pure.
 
-import type { RequestOptions } from './client.js';
+import { FileBody, type RequestOptions } from './client-types.js';
 
 /** Errors that mean the peer closed a connection, as opposed to refusing or timing out. */
 export const STALE_CONNECTION_ERRORS = new Set(['FCGI_PEER_CLOSED', 'FCGI_CONNECTION_ERROR']);
@@ -12,10 +12,10 @@ function hasNoBody(options: RequestOptions): boolean {
   return body === undefined || body === null || ((typeof body === 'string' || Buffer.isBuffer(body)) && body.length === 0);
 }
 
-/** A body that can be sent again: none, or bytes in memory (a stream is consumed by the first attempt). */
-export function bodyInMemory(options: RequestOptions): boolean {
+/** A body that can be sent again: none, bytes in memory, or a file (a stream is consumed by the first attempt). */
+export function bodyResendable(options: RequestOptions): boolean {
   const body = options.body;
-  return body === undefined || body === null || typeof body === 'string' || Buffer.isBuffer(body);
+  return body === undefined || body === null || typeof body === 'string' || Buffer.isBuffer(body) || body instanceof FileBody;
 }
 
 /**

@@ -2,16 +2,16 @@
 // need CONTENT_LENGTH, and with server.request_buffering every one, so that a slow upload holds no
 // PHP worker. Kept in memory up to a threshold (server.body_buffer_size), then in a private temp file.
 
-import { createReadStream } from 'node:fs';
 import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { FileBody } from '../fastcgi/client-types.js';
 
 export interface SpooledBody {
   length: number;
-  /** The body: bytes in memory or a stream over the temp file. */
-  body: Buffer | Readable;
+  /** The body: bytes in memory, or the temp file (read by the FastCGI client as the socket takes it). */
+  body: Buffer | FileBody;
   /** True when the body went to a temp file. */
   inFile: boolean;
   /** Removes the temp file, if any. Idempotent. */
@@ -34,9 +34,9 @@ export const DEFAULT_MEMORY_THRESHOLD = 128 * 1024;
 const QUEUE_HIGH_BYTES = 4 * 1024 * 1024;
 
 /**
- * Chunks are written to the temp file in batches of this many bytes (one writev each) and read
- * back in pieces of this size: a 10 MiB body costs 10 writes and 10 reads rather than 160 of each,
- * which is most of what spooling cost (issue 8).
+ * Chunks are written to the temp file in batches of this many bytes (one writev each): a 10 MiB
+ * body costs 10 writes rather than 160, which was most of what spooling cost (issue 8). The FastCGI
+ * client reads it back into reused buffers (FileBody).
  */
 const BATCH_BYTES = 1024 * 1024;
 
@@ -69,9 +69,7 @@ export function spoolBody(source: Readable, maxBytes: number, memoryThreshold = 
     let file: SpoolFile | null = null;
     let opening: Promise<SpoolFile> | null = null;
     let settled = false;
-    let reader: Readable | null = null;
     const cleanup = async () => {
-      reader?.destroy();
       const f = file ?? (opening ? await opening.catch(() => null) : null);
       if (f) {
         await f.handle.close().catch(() => {});
@@ -160,9 +158,8 @@ export function spoolBody(source: Readable, maxBytes: number, memoryThreshold = 
           if (settled) return;
           const f = file ?? (await opening!);
           settled = true;
-          // Read back in pieces the size of a batch; the write handle stays open until cleanup.
-          reader = createReadStream(f.path, { highWaterMark: BATCH_BYTES });
-          resolve({ length, body: reader, inFile: true, cleanup });
+          // The write handle stays open until cleanup; the file is read by whoever sends it.
+          resolve({ length, body: new FileBody(f.path, length), inFile: true, cleanup });
         })
         .catch((error: Error) => fail(error));
     };

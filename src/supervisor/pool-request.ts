@@ -27,8 +27,8 @@ export class PoolRequest implements RequestController, ResponseHandler {
   finished = false;
   /** Queues the request again (once) when its worker could not be reached; false when it cannot. */
   requeue: (() => boolean) | null = null;
-  /** Its body (if any) is in memory, so it can be sent again after a worker that did not run it. */
-  bodyInMemory = true;
+  /** Its body (if any) is in memory or in a file, so it can be sent again after a worker that did not run it. */
+  bodyResendable = true;
   /** request_timeout, while the request runs. */
   timer: NodeJS.Timeout | null = null;
   readonly #handler: ResponseHandler;
@@ -62,7 +62,7 @@ export class PoolRequest implements RequestController, ResponseHandler {
 
   onError(error: Error): void {
     if (this.finished) return;
-    if (this.requeue && (NEVER_REACHED_PHP.has((error as { code?: string }).code ?? '') || (this.bodyInMemory && (error as { unprocessed?: boolean }).unprocessed === true))) {
+    if (this.requeue && (NEVER_REACHED_PHP.has((error as { code?: string }).code ?? '') || (this.bodyResendable && (error as { unprocessed?: boolean }).unprocessed === true))) {
       // The worker died while idle (killed, crashed) before the pool noticed, or closed its
       // connection without running the request (FastCGIConnection's probe proved it): nothing of the
       // request ran in PHP, so it goes back to the queue for another worker instead of costing a 502.

@@ -7,7 +7,7 @@ import { rm } from 'node:fs/promises';
 import { PhpTimeoutError, PoolUnavailableError } from '../errors.js';
 import type { Address } from '../fastcgi/address.js';
 import type { RequestController, RequestOptions, ResponseHandler } from '../fastcgi/client.js';
-import { bodyInMemory } from '../fastcgi/replay.js';
+import { bodyResendable } from '../fastcgi/replay.js';
 import type { Logger } from '../log.js';
 import { CrashLoop, DEFAULT_CRASH_INTERVAL_MS } from './crash-loop.js';
 import { bootWorkers, decide, type PmDecision } from './pm.js';
@@ -130,7 +130,7 @@ export class WorkerPool extends EventEmitter<PoolEvents> {
     const request = new PoolRequest(handler, (reason) => {
       if (waiter) this.#dropWaiter(waiter, abandonedError(this.name, reason));
     });
-    request.bodyInMemory = bodyInMemory(options);
+    request.bodyResendable = bodyResendable(options);
     if (signal?.aborted) {
       request.finished = true;
       handler.onError(abandonedError(this.name, signal.reason));
