@@ -274,10 +274,12 @@ export class HttpFront {
     const resolution = resolvePath(match.rest, app.resolve);
     context.kind = resolution.kind;
     if (live && (resolution.kind === 'php' || resolution.kind === 'static')) live.inject(request, response);
-    if (resolution.kind !== 'php' && !response.hasHeader('X-Request-Id')) response.setHeader('X-Request-Id', context.id);
+    // PHP and static answers put the id in their one head array (a header set before writeHead
+    // makes Node store every header one by one).
+    if (resolution.kind !== 'php' && resolution.kind !== 'static' && !response.hasHeader('X-Request-Id')) response.setHeader('X-Request-Id', context.id);
     switch (resolution.kind) {
       case 'static':
-        serveStatic(request, response, resolution.file, resolution.stats);
+        serveStatic(request, response, resolution.file, resolution.stats, response.hasHeader('X-Request-Id') ? undefined : context.id);
         return undefined;
       case 'redirect': {
         const prefix = app.path === '/' ? '' : app.path;

@@ -3,12 +3,13 @@
 // date, 206, 416, If-Range, HEAD, 405, an empty file).
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { CACHED_FILE_BYTES, StaticFileCache } from './static-cache.js';
 import { contentTypeFor, etagFor, parseRange, serveStatic, type ByteRange } from './static.js';
 
 describe('parseRange', () => {
@@ -280,5 +281,72 @@ describe('serveStatic', () => {
     await ask({ Range: 'bytes=99-' });
     await new Promise<void>((resolve) => probe.close(() => resolve()));
     assert.deepEqual(statuses, [200, 206, 304, 416]);
+  });
+
+  test('a small file is read once, then answered from memory until it changes; then the new bytes at once', async () => {
+    const path = join(dir, 'style.css');
+    writeFileSync(path, 'body { color: red }');
+    const first = await fetchRaw('/style.css');
+    assert.equal(first.body.toString(), 'body { color: red }');
+    assert.equal(first.headers['content-type'], 'text/css; charset=utf-8');
+    // Edited in place (same length, so only the modification time tells): the next request sees it.
+    writeFileSync(path, 'body { color: tan }');
+    utimesSync(path, new Date(Date.now() + 5000), new Date(Date.now() + 5000));
+    assert.equal((await fetchRaw('/style.css')).body.toString(), 'body { color: tan }');
+    // Replaced by a rename (a deploy): another inode, read again.
+    writeFileSync(join(dir, 'style.new'), 'body { color: blue; margin: 0 }');
+    renameSync(join(dir, 'style.new'), path);
+    const replaced = await fetchRaw('/style.css');
+    assert.equal(replaced.body.toString(), 'body { color: blue; margin: 0 }');
+    assert.equal(replaced.headers['content-length'], String('body { color: blue; margin: 0 }'.length));
+    // Ranges come from memory too.
+    const range = await fetchRaw('/style.css', { headers: { Range: 'bytes=7-11' } });
+    assert.equal(range.status, 206);
+    assert.equal(range.body.toString(), 'color');
+  });
+
+  test('a file larger than the cache takes is streamed whole', async () => {
+    const big = Buffer.alloc(CACHED_FILE_BYTES * 2 + 3, 'x');
+    big.write('end', big.length - 3);
+    writeFileSync(join(dir, 'big.bin'), big);
+    const reply = await fetchRaw('/big.bin');
+    assert.equal(reply.status, 200);
+    assert.ok(reply.body.equals(big));
+  });
+});
+
+describe('StaticFileCache', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tq-static-cache-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (name: string, bytes: number) => {
+    const path = join(dir, name);
+    writeFileSync(path, Buffer.alloc(bytes, name));
+    return { path, stats: statSync(path), body: Buffer.alloc(bytes, name) };
+  };
+
+  test('keeps files within its budget, the least recently used leaving first', () => {
+    const cache = new StaticFileCache(250);
+    const a = file('a', 100);
+    const b = file('b', 100);
+    const c = file('c', 100);
+    cache.put(a.path, a.stats, a.body);
+    cache.put(b.path, b.stats, b.body);
+    assert.ok(cache.get(a.path, a.stats), 'a used: b is now the least recent');
+    cache.put(c.path, c.stats, c.body);
+    assert.equal(cache.get(b.path, b.stats), null);
+    assert.ok(cache.get(a.path, a.stats));
+    assert.ok(cache.get(c.path, c.stats));
+    assert.equal(cache.bytes, 200);
+  });
+
+  test('does not keep bytes that are not the file its stat describes, or a file too large', () => {
+    const cache = new StaticFileCache();
+    const a = file('d', 10);
+    cache.put(a.path, a.stats, Buffer.alloc(9));
+    assert.equal(cache.get(a.path, a.stats), null);
+    const big = file('e', CACHED_FILE_BYTES + 1);
+    cache.put(big.path, big.stats, big.body);
+    assert.equal(cache.get(big.path, big.stats), null);
+    assert.equal(cache.bytes, 0);
   });
 });

@@ -1,12 +1,14 @@
 // Static files from an app's document root: Content-Type, ETag and Last-Modified with 304s, single
-// byte ranges (206/416), HEAD, streamed with backpressure. Which files may be served is decided
+// byte ranges (206/416), HEAD; small files from memory (static-cache.ts), larger ones streamed with
+// backpressure. Which files may be served is decided
 // before this (resolve.ts): PHP source, dotfiles and backups never reach here.
 
-import { createReadStream, type Stats } from 'node:fs';
+import { createReadStream, readFile, type Stats } from 'node:fs';
 import { extname } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream';
 import mime from 'mime-types';
+import { CACHED_FILE_BYTES, StaticFileCache } from './static-cache.js';
 
 export interface ByteRange {
   start: number;
@@ -77,26 +79,32 @@ export function contentTypeFor(file: string): string {
   return (extension !== '' && mime.contentType(extension)) || 'application/octet-stream';
 }
 
-/** Answers a GET or HEAD for `file`; other methods get 405. Returns the status sent. */
-export function serveStatic(request: IncomingMessage, response: ServerResponse, file: string, stats: Stats): number {
+/** Small files in memory for every app (entries are checked against each request's stat). */
+const fileCache = new StaticFileCache();
+
+/**
+ * Answers a GET or HEAD for `file`; other methods get 405. Returns the status sent. The head is
+ * written as one array (with `requestId` first, when given). A file up to CACHED_FILE_BYTES is
+ * answered from memory, read once; a larger one is streamed.
+ */
+export function serveStatic(request: IncomingMessage, response: ServerResponse, file: string, stats: Stats, requestId?: string): number {
   const method = request.method ?? 'GET';
+  const head: string[] = requestId === undefined ? [] : ['X-Request-Id', requestId];
   if (method !== 'GET' && method !== 'HEAD') {
-    response.writeHead(405, { Allow: 'GET, HEAD', 'Content-Length': '0' });
+    head.push('Allow', 'GET, HEAD', 'Content-Length', '0');
+    response.writeHead(405, head);
     response.end();
     return 405;
   }
   const etag = etagFor(stats);
   const lastModified = new Date(Math.floor(stats.mtimeMs / 1000) * 1000).toUTCString();
-  response.setHeader('ETag', etag);
-  response.setHeader('Last-Modified', lastModified);
-  response.setHeader('Accept-Ranges', 'bytes');
-  response.setHeader('X-Content-Type-Options', 'nosniff');
+  head.push('ETag', etag, 'Last-Modified', lastModified, 'Accept-Ranges', 'bytes', 'X-Content-Type-Options', 'nosniff');
 
   const ifNoneMatch = request.headers['if-none-match'];
   const ifModifiedSince = request.headers['if-modified-since'];
   // RFC 9110 13.2.2: If-None-Match wins over If-Modified-Since.
   if (ifNoneMatch !== undefined ? noneMatch(ifNoneMatch, etag) : ifModifiedSince !== undefined && notModifiedSince(ifModifiedSince, stats)) {
-    response.statusCode = 304;
+    response.writeHead(304, head);
     response.end();
     return 304;
   }
@@ -107,21 +115,51 @@ export function serveStatic(request: IncomingMessage, response: ServerResponse, 
   // RFC 9110 14.2: range handling is defined for GET only; a HEAD with Range gets the 200 headers.
   if (method === 'GET' && ifRangeHolds(Array.isArray(ifRange) ? ifRange[0] : ifRange, etag, stats)) range = parseRange(request.headers.range, size);
   if (range === 'unsatisfiable') {
-    response.writeHead(416, { 'Content-Range': `bytes */${size}`, 'Content-Length': '0' });
+    head.push('Content-Range', `bytes */${size}`, 'Content-Length', '0');
+    response.writeHead(416, head);
     response.end();
     return 416;
   }
   const status = range ? 206 : 200;
   const start = range?.start ?? 0;
   const end = range?.end ?? size - 1;
-  response.statusCode = status;
-  response.setHeader('Content-Type', contentTypeFor(file));
-  response.setHeader('Content-Length', String(Math.max(0, end - start + 1)));
-  if (range) response.setHeader('Content-Range', `bytes ${start}-${end}/${size}`);
+  head.push('Content-Type', contentTypeFor(file));
+  if (range) head.push('Content-Range', `bytes ${start}-${end}/${size}`);
+  head.push('Content-Length', String(Math.max(0, end - start + 1)));
   if (method === 'HEAD' || size === 0) {
+    response.writeHead(status, head);
     response.end();
     return status;
   }
+  const cached = fileCache.get(file, stats);
+  if (cached) {
+    response.writeHead(status, head);
+    response.end(range ? cached.subarray(start, end + 1) : cached);
+    return status;
+  }
+  if (size <= CACHED_FILE_BYTES) {
+    readFile(file, (error, data) => {
+      if (response.destroyed) return; // the client left meanwhile
+      if (error) {
+        // The file vanished after its stat: nothing was sent, so the connection just closes.
+        response.destroy(error);
+        return;
+      }
+      if (data.length !== size) {
+        // Changed between its stat and the read: what was read is what is sent, whole.
+        head.splice(head.length - (range ? 4 : 2));
+        head.push('Content-Length', String(data.length));
+        response.writeHead(200, head);
+        response.end(data);
+        return;
+      }
+      fileCache.put(file, stats, data);
+      response.writeHead(status, head);
+      response.end(range ? data.subarray(start, end + 1) : data);
+    });
+    return status;
+  }
+  response.writeHead(status, head);
   const stream = createReadStream(file, { start, end });
   pipeline(stream, response, (error) => {
     // The file vanished or the client left: nothing more can be sent on this response.
