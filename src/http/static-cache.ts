@@ -1,8 +1,8 @@
 // Small static files kept in memory, so a stylesheet or an icon costs one write instead of an open,
 // a read and a close through the thread pool and a stream (issue 8: a 10 KiB file cost the gateway
 // 200-340 µs a request). An entry is used only while the stat resolve.ts made for the request still
-// describes it (inode, size, modification time), so an edited or replaced file is read again at
-// once; least recently used entries leave first when the budget is full.
+// describes it (inode, size, modification and change times: a chmod counts too), so an edited,
+// replaced or re-permissioned file is read again at once; least recently used entries leave first when the budget is full.
 
 import type { Stats } from 'node:fs';
 
@@ -15,6 +15,7 @@ interface Entry {
   ino: number;
   size: number;
   mtimeMs: number;
+  ctimeMs: number;
   body: Buffer;
 }
 
@@ -31,7 +32,7 @@ export class StaticFileCache {
   get(file: string, stats: Stats): Buffer | null {
     const entry = this.#entries.get(file);
     if (!entry) return null;
-    if (entry.ino !== stats.ino || entry.size !== stats.size || entry.mtimeMs !== stats.mtimeMs) {
+    if (entry.ino !== stats.ino || entry.size !== stats.size || entry.mtimeMs !== stats.mtimeMs || entry.ctimeMs !== stats.ctimeMs) {
       this.#remove(file, entry);
       return null;
     }
@@ -50,7 +51,7 @@ export class StaticFileCache {
       if (this.#bytes + body.length <= this.#budget) break;
       this.#remove(name, entry);
     }
-    this.#entries.set(file, { ino: stats.ino, size: stats.size, mtimeMs: stats.mtimeMs, body });
+    this.#entries.set(file, { ino: stats.ino, size: stats.size, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs, body });
     this.#bytes += body.length;
   }
 
