@@ -2,7 +2,8 @@
 // a read and a close through the thread pool and a stream (issue 8: a 10 KiB file cost the gateway
 // 200-340 µs a request). An entry is used only while the stat resolve.ts made for the request still
 // describes it (inode, size, modification and change times: a chmod counts too), so an edited,
-// replaced or re-permissioned file is read again at once; least recently used entries leave first when the budget is full.
+// replaced or re-permissioned file is read again at once. Least recently used entries leave first
+// when the budget is full.
 
 import type { Stats } from 'node:fs';
 
