@@ -15,6 +15,7 @@ import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { FastCGIProtocolError } from '../src/errors.js';
 import { RecordDecoder, type DecoderSink } from '../src/fastcgi/decoder.js';
+import { cutAt } from './helpers/decoder-calls.js';
 import { DEFAULT_MAX_PARAMS_BYTES, encodeParams } from '../src/fastcgi/params.js';
 import { RecordType, Role, type RecordHeader } from '../src/fastcgi/protocol.js';
 import { encodeBeginRequest, encodeHeader, encodeStream } from '../src/fastcgi/records.js';
@@ -60,17 +61,6 @@ function feed(pieces: readonly Buffer[]): { calls: Call[]; error: unknown; atBou
     }
   }
   return { calls, error, atBoundary: decoder.atRecordBoundary };
-}
-
-function cutAt(bytes: Buffer, seeds: readonly number[]): Buffer[] {
-  const cuts = [...new Set(seeds.map((seed) => seed % (bytes.length + 1)))].sort((a, b) => a - b);
-  const pieces: Buffer[] = [];
-  let from = 0;
-  for (const cut of [...cuts, bytes.length]) {
-    pieces.push(bytes.subarray(from, cut));
-    from = cut;
-  }
-  return pieces;
 }
 
 /** Valid records an application receives, each with its encoded bytes. */

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { FastCGIProtocolError } from '../errors.js';
-import { data, decode, end, rawRecord, type SinkCall } from '../../test/helpers/decoder-calls.js';
+import { cutAt, data, decode, end, rawRecord, type SinkCall } from '../../test/helpers/decoder-calls.js';
 import { RecordDecoder } from './decoder.js';
 import { RecordType } from './protocol.js';
 
@@ -64,18 +64,6 @@ function expectedCalls(records: readonly GeneratedRecord[]): SinkCall[] {
     }
   }
   return calls;
-}
-
-/** Cuts `bytes` at the given seeds (taken modulo its length). */
-function cutAt(bytes: Buffer, seeds: readonly number[]): Buffer[] {
-  const cuts = [...new Set(seeds.map((seed) => seed % (bytes.length + 1)))].sort((a, b) => a - b);
-  const pieces: Buffer[] = [];
-  let from = 0;
-  for (const cut of [...cuts, bytes.length]) {
-    pieces.push(bytes.subarray(from, cut));
-    from = cut;
-  }
-  return pieces;
 }
 
 describe('properties', () => {

@@ -69,3 +69,15 @@ export function decode(role: DecoderRole, pieces: readonly Buffer[]): SinkCall[]
 export function byteByByte(bytes: Buffer): Buffer[] {
   return Array.from({ length: bytes.length }, (_, i) => bytes.subarray(i, i + 1));
 }
+
+/** Cuts `bytes` at the given seeds (taken modulo its length). */
+export function cutAt(bytes: Buffer, seeds: readonly number[]): Buffer[] {
+  const cuts = [...new Set(seeds.map((seed) => seed % (bytes.length + 1)))].sort((a, b) => a - b);
+  const pieces: Buffer[] = [];
+  let from = 0;
+  for (const cut of [...cuts, bytes.length]) {
+    pieces.push(bytes.subarray(from, cut));
+    from = cut;
+  }
+  return pieces;
+}
