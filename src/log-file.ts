@@ -189,17 +189,20 @@ export class LogFile extends Writable {
   /**
    * Writable's write, with a cap on what waits for the disk: when this chunk would make more than
    * maxHeldBytes wait (the disk stalls: a hung NFS mount, a flood on a slow disk), it is dropped
-   * instead, counted, and its callback called. The first drop of an episode emits 'dropped'; the next
-   * chunk that fits again is preceded in the file by one line saying how many lines and bytes were
-   * dropped and why (a JSON line when the dropped lines were JSON). Lines reach this once per batch
-   * (#flush), so the check costs nothing per line; a chunk written to an idle file always goes through.
+   * instead, counted, and its callback called. The first drop of an episode emits 'dropped'; the
+   * episode lasts until a chunk fits in half the cap, and that chunk is preceded in the file by one
+   * line saying how many lines and bytes were dropped and why (a JSON line when the dropped lines
+   * were JSON). Lines reach this once per batch (#flush), so the check costs nothing per line; a
+   * chunk written to an idle file always goes through.
    */
   override write(chunk: unknown, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
     const held = this.writableLength;
     if (held > 0 && !this.writableEnded) {
       const text = typeof chunk === 'string';
       const bytes = text ? Buffer.byteLength(chunk, typeof encoding === 'string' ? encoding : 'utf8') : (chunk as Uint8Array).byteLength;
-      if (held + bytes > this.#maxHeldBytes) {
+      // Once dropping, it goes on until half the cap is free again: an episode does not flap at the cap.
+      const limit = this.#droppedSince === null ? this.#maxHeldBytes : this.#maxHeldBytes / 2;
+      if (held + bytes > limit) {
         this.#drop(chunk as string | Uint8Array, bytes);
         const done = typeof encoding === 'function' ? encoding : callback;
         if (done) process.nextTick(done, null);
