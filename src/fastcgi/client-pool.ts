@@ -404,7 +404,8 @@ export class FastCGIClient extends EventEmitter {
    * been consumed) and an idempotent method (the peer may have run it before dying), it is sent once
    * more on a fresh connection, and true is returned. A request with a body, or a POST without one,
    * is not replayed, unless the connection proved the peer never ran it (`unprocessed`: php-fpm
-   * closing after its last request, see FastCGIConnection) and its body can be sent again (in memory or in a file).
+   * closing after its last request, see FastCGIConnection) and its body can be sent again (in
+   * memory or in a file).
    */
   retryStale(pooled: PooledRequest, error: Error): boolean {
     const code = (error as { code?: string }).code ?? '';
