@@ -170,8 +170,12 @@ describe('tqserver running', () => {
     assert.deepEqual(readdirSync(join(project.root, 'logs')).sort(), [`app_access_${date}.log`, `tq_${date}.log`]);
   });
 
-  test('graceful shutdown under load: every request that started before SIGTERM completes with 200, new connections are refused, exit 0, no php-cgi left', async () => {
+  test('graceful shutdown under load: every request that started before SIGTERM completes with 200, new connections are refused, exit 0, no php-cgi left', async (t) => {
     const cli = await startCli(project.root);
+    // An assertion that fails before the SIGTERM must not leave the CLI holding this test file open.
+    t.after(() => {
+      if (cli.child.exitCode === null && cli.child.signalCode === null) cli.kill('SIGKILL');
+    });
     const port = cli.port;
     const statuses: number[] = [];
     const failures: string[] = [];

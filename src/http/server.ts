@@ -10,8 +10,11 @@ import type { Backend } from '../backend.js';
 import { describeFailure, sendError } from './error-page.js';
 import { normalizeTarget } from './path.js';
 import { proxyToPhp } from './proxy.js';
-import { resolvePath, type ResolveOptions } from './resolve.js';
+import { resolvePath, type Resolution, type ResolveOptions } from './resolve.js';
 import { serveStatic } from './static.js';
+import { CACHED_FILE_BYTES } from './static-cache.js';
+import { FastHttp, type FastHttpOptions } from './fast-http.js';
+import type { FastRequest, FastResponse } from './fast-response.js';
 import type { LiveReload } from './live-reload.js';
 import { newPhpTiming, requestIdFor, type PhpTiming, type RequestKind, type RequestObserver } from '../observe/request-record.js';
 
@@ -44,6 +47,13 @@ export interface HttpFrontOptions {
   liveReload?: LiveReload;
 }
 
+/** Where a request goes, once its target is checked and matched. */
+interface Routed {
+  query: string;
+  app: HttpApp;
+  resolution: Resolution;
+}
+
 /** What #route learns about a request, for the record observers get. */
 interface RequestContext {
   id: string;
@@ -54,6 +64,8 @@ interface RequestContext {
 
 export class HttpFront {
   readonly #server: http.Server;
+  readonly #fast: FastHttp;
+  #fastOptions: FastHttpOptions;
   #options: HttpFrontOptions;
   readonly #log: Logger;
   #router: Router<HttpApp>;
@@ -80,6 +92,18 @@ export class HttpFront {
       },
       (request, response) => this.#handle(request, response),
     );
+    // Every connection starts on the fast path (fast-http.ts); node:http's own listener gets the ones
+    // that path hands on. It is the listener http.Server registers for 'connection'.
+    const nodeConnection = this.#server.listeners('connection')[0] as (socket: Socket) => void;
+    this.#server.removeListener('connection', nodeConnection);
+    this.#fastOptions = fastOptionsOf(s);
+    this.#fast = new FastHttp({
+      take: (request, respond) => this.#takeFast(request, respond),
+      handoff: (socket) => nodeConnection.call(this.#server, socket),
+      timedOut: (socket) => this.#onClientError(Object.assign(new Error('Request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), socket),
+      options: () => this.#fastOptions,
+    });
+    this.#server.on('connection', (socket: Socket) => this.#fast.accept(socket));
     this.#server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(error, socket));
     // CONNECT (an authority-form target) asks for a tunnel, and TQServer is no proxy. Without a
     // listener Node drops the connection without a word; nginx answers 400, and so does this.
@@ -98,6 +122,7 @@ export class HttpFront {
    */
   updateServer(server: ServerConfig, admin: AdminHandler | undefined): void {
     this.#options = { ...this.#options, server, admin };
+    this.#fastOptions = fastOptionsOf(server);
     // A documented option of http.createServer, kept as a field node:http reads per connection (@types/node omits the field).
     (this.#server as { maxHeaderSize?: number }).maxHeaderSize = server.maxHeaderBytes;
     this.#server.requestTimeout = server.readTimeoutMs;
@@ -116,6 +141,11 @@ export class HttpFront {
 
   get inFlight(): number {
     return this.#inFlight;
+  }
+
+  /** Requests answered on the fast path, and connections it handed to node:http (fast-http.ts). */
+  get fastPath(): { readonly requests: number; readonly handoffs: number } {
+    return this.#fast.counts;
   }
 
   async listen(): Promise<AddressInfo> {
@@ -144,6 +174,7 @@ export class HttpFront {
     this.#closing = true;
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.#server.closeIdleConnections();
+    this.#fast.closeIdle();
     if (this.#inFlight > 0) {
       let timer: NodeJS.Timeout | undefined;
       const idle = new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
@@ -156,10 +187,30 @@ export class HttpFront {
       clearTimeout(timer);
     }
     this.#server.closeAllConnections();
+    this.#fast.closeAll();
     await closed;
   }
 
-  #handle(request: IncomingMessage, response: ServerResponse): void {
+  /**
+   * A request the fast path parsed: taken when it goes to PHP or to a file small enough for memory
+   * (the answers FastResponse is made for); anything else, node:http answers.
+   */
+  #takeFast(request: FastRequest, respond: () => FastResponse): boolean {
+    if (this.#options.liveReload) return false;
+    const target = normalizeTarget(request.url);
+    if (!target.ok) return false;
+    const admin = this.#options.admin;
+    if (admin && (admin.claims?.(target.path) ?? true)) return false;
+    const match = this.#router.match(target.path);
+    if (!match) return false;
+    const resolution = resolvePath(match.rest, match.target.resolve);
+    if (resolution.kind !== 'php' && (resolution.kind !== 'static' || resolution.stats.size > CACHED_FILE_BYTES)) return false;
+    // FastRequest and FastResponse carry what the front, the proxy and the error pages use of these.
+    this.#handle(request as unknown as IncomingMessage, respond() as unknown as ServerResponse, { query: target.query, app: match.target, resolution });
+    return true;
+  }
+
+  #handle(request: IncomingMessage, response: ServerResponse, routed?: Routed): void {
     this.#inFlight += 1;
     const startedAt = Date.now();
     const startedPerf = performance.now();
@@ -209,7 +260,7 @@ export class HttpFront {
     if (this.#closing) response.setHeader('Connection', 'close');
     let pending: Promise<void> | undefined;
     try {
-      pending = this.#route(request, response, context);
+      pending = routed ? this.#answer(request, response, context, routed) : this.#route(request, response, context);
     } catch (error) {
       this.#unexpected(request, response, context, error);
       return;
@@ -269,10 +320,15 @@ export class HttpFront {
       sendError(request, response, 404, 'No application is mounted at this path.');
       return undefined;
     }
-    const app = match.target;
+    return this.#answer(request, response, context, { query: target.query, app: match.target, resolution: resolvePath(match.rest, match.target.resolve) });
+  }
+
+  /** Answers a request matched to an app: a file, a redirect, a 404, or PHP. */
+  #answer(request: IncomingMessage, response: ServerResponse, context: RequestContext, routed: Routed): Promise<void> | undefined {
+    const { app, resolution } = routed;
     context.app = app.name;
-    const resolution = resolvePath(match.rest, app.resolve);
     context.kind = resolution.kind;
+    const live = this.#options.liveReload;
     if (live && (resolution.kind === 'php' || resolution.kind === 'static')) live.inject(request, response);
     // PHP and static answers put the id in their one head array (a header set before writeHead
     // makes Node store every header one by one).
@@ -283,7 +339,7 @@ export class HttpFront {
         return undefined;
       case 'redirect': {
         const prefix = app.path === '/' ? '' : app.path;
-        const location = `${encodePath(prefix + resolution.path)}${target.query ? `?${target.query}` : ''}`;
+        const location = `${encodePath(prefix + resolution.path)}${routed.query ? `?${routed.query}` : ''}`;
         const method = request.method ?? 'GET';
         response.writeHead(method === 'GET' || method === 'HEAD' ? 301 : 308, { Location: location, 'Content-Length': '0' });
         response.end();
@@ -307,7 +363,7 @@ export class HttpFront {
             serverSoftware: this.#options.serverSoftware,
             requestId: context.id,
           },
-          query: target.query,
+          query: routed.query,
           maxBodyBytes: this.#options.server.maxBodyBytes,
           requestBuffering: this.#options.server.requestBuffering,
           bodyBufferBytes: this.#options.server.bodyBufferBytes,
@@ -390,6 +446,14 @@ function refuseFraming(request: IncomingMessage): { status: number; reason: stri
   let hosts = 0;
   for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host' && ++hosts > 1) return { status: 400, reason: 'More than one Host header.' };
   return null;
+}
+
+function fastOptionsOf(server: ServerConfig): FastHttpOptions {
+  return {
+    maxHeaderBytes: server.maxHeaderBytes,
+    keepAliveTimeoutMs: server.idleTimeoutMs,
+    firstRequestTimeoutMs: Math.min(server.readTimeoutMs, 60_000),
+  };
 }
 
 function headerText(value: string | string[] | undefined): string {

@@ -1,0 +1,188 @@
+// The fast HTTP/1.1 path (src/http/fast-http.ts): plain GET and HEAD requests are parsed and answered
+// without node:http, with the same answer node:http would give; anything else, and everything after
+// it on the same connection, is left to node:http.
+
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import net from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { makeProject, parseResponses, rawRequest, serverYaml, startFront, workerYaml, type Project, type RawResponse, type RunningFront } from './helpers/front.js';
+
+/** Headers that differ from response to response whichever path answers. */
+const VARYING = new Set(['date', 'x-request-id']);
+
+function comparable(response: RawResponse): { status: number; reason: string; headers: Array<[string, string]>; md5: string } {
+  return {
+    status: response.status,
+    reason: response.reason,
+    headers: response.headers.filter(([name]) => !VARYING.has(name)),
+    md5: createHash('md5').update(response.body).digest('hex'),
+  };
+}
+
+describe('the fast HTTP/1.1 path', () => {
+  let project: Project;
+  let front: RunningFront;
+
+  before(async () => {
+    project = await makeProject({ server: serverYaml({ idle_timeout_seconds: 7, read_timeout_seconds: 2 }), apps: [{ name: 'app', worker: workerYaml('/', { max_workers: 2 }) }] });
+    front = await startFront(project.root);
+  });
+
+  after(async () => {
+    await front?.stop();
+    await project?.cleanup();
+  });
+
+  const counts = () => ({ ...front.server.http.fastPath });
+
+  /** One request on its own connection; `viaNode` adds a repeated header, which the fast path leaves to node:http. */
+  async function ask(method: 'GET' | 'HEAD', target: string, viaNode: boolean, extra: string[] = []): Promise<RawResponse> {
+    const lines = [`${method} ${target} HTTP/1.1`, 'Host: localhost', 'Accept: */*', ...extra, ...(viaNode ? ['X-Twice: 1', 'X-Twice: 2'] : []), 'Connection: close', '', ''];
+    const { responses, text } = await rawRequest(front.port, lines.join('\r\n'), { headRequests: method === 'HEAD' ? new Set([0]) : new Set() });
+    assert.equal(responses.length, 1, `one response to ${method} ${target}: ${text.slice(0, 300)}`);
+    return responses[0]!;
+  }
+
+  const cases: Array<{ method: 'GET' | 'HEAD'; target: string; extra?: string[]; status: number }> = [
+    { method: 'GET', target: '/index.php?a=1&b=%20', status: 200 },
+    { method: 'GET', target: '/pretty/url?x=1', status: 200 },
+    { method: 'GET', target: '/cookies.php', status: 200 },
+    { method: 'GET', target: '/redirect.php?code=301&to=/elsewhere', status: 301 },
+    { method: 'GET', target: '/redirect.php?status=299%20Custom%20Reason', status: 299 },
+    { method: 'GET', target: '/download.php?mb=1', status: 200 },
+    { method: 'GET', target: '/slowstart.php?ms=50', status: 200 },
+    { method: 'GET', target: '/sub/', status: 200 },
+    { method: 'GET', target: '/assets/style.css', status: 200 },
+    { method: 'GET', target: '/assets/hello.txt', extra: ['Range: bytes=0-3'], status: 206 },
+    { method: 'GET', target: '/assets/hello.txt', extra: ['Range: bytes=9999-'], status: 416 },
+    { method: 'HEAD', target: '/index.php', status: 200 },
+    { method: 'HEAD', target: '/download.php?mb=1', status: 200 },
+    { method: 'HEAD', target: '/assets/page.html', status: 200 },
+  ];
+
+  test('plain GET and HEAD requests are answered on the fast path, exactly as node:http answers them', async () => {
+    for (const { method, target, extra = [], status } of cases) {
+      const before = counts();
+      const fast = await ask(method, target, false, extra);
+      const middle = counts();
+      const slow = await ask(method, target, true, extra);
+      const last = counts();
+      assert.deepEqual([middle.requests - before.requests, middle.handoffs - before.handoffs], [1, 0], `${method} ${target}: fast path`);
+      assert.deepEqual([last.requests - middle.requests, last.handoffs - middle.handoffs], [0, 1], `${method} ${target} with a repeated header: node:http`);
+      assert.equal(fast.status, status, `${method} ${target}`);
+      assert.deepEqual(comparable(fast), comparable(slow), `${method} ${target}: the same status, headers in the same order, and body on both paths`);
+      assert.ok(fast.header('x-request-id'), `${method} ${target}: X-Request-Id`);
+      assert.match(fast.header('date') ?? '', /^\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/);
+    }
+  });
+
+  test('a kept-alive connection stays on the fast path, and its headers say so as node:http would', async () => {
+    const before = counts();
+    const requests = Array.from({ length: 3 }, (_, i) => `GET /index.php?n=${i} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
+    const socket = net.connect({ host: '127.0.0.1', port: front.port });
+    socket.on('error', () => {});
+    let data = Buffer.alloc(0);
+    const answers: RawResponse[] = [];
+    for (const request of requests) {
+      socket.write(request);
+      // Each answer is read whole before the next request goes out.
+      await new Promise<void>((resolve) => {
+        const onData = (chunk: Buffer) => {
+          data = Buffer.concat([data, chunk]);
+          const parsed = parseResponses(data);
+          if (parsed.length === 1) {
+            answers.push(parsed[0]!);
+            data = Buffer.alloc(0);
+            socket.off('data', onData);
+            resolve();
+          }
+        };
+        socket.on('data', onData);
+      });
+    }
+    socket.destroy();
+    assert.deepEqual(
+      answers.map((answer) => [answer.status, answer.header('connection'), answer.header('keep-alive'), JSON.parse(answer.body.toString()).QUERY_STRING]),
+      [0, 1, 2].map((n) => [200, 'keep-alive', 'timeout=7', `n=${n}`]),
+    );
+    const now = counts();
+    assert.deepEqual([now.requests - before.requests, now.handoffs - before.handoffs], [3, 0]);
+  });
+
+  test('pipelined requests are answered in order; the first one the fast path leaves hands the connection to node:http for good', async () => {
+    const before = counts();
+    const body = 'hello';
+    const bytes = [
+      'GET /index.php?n=1 HTTP/1.1\r\nHost: localhost\r\n\r\n',
+      'GET /index.php?n=2 HTTP/1.1\r\nHost: localhost\r\n\r\n',
+      `POST /index.php?n=3 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+      'GET /index.php?n=4 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n',
+    ].join('');
+    const { responses } = await rawRequest(front.port, bytes);
+    assert.deepEqual(
+      responses.map((response) => [response.status, JSON.parse(response.body.toString()).QUERY_STRING]),
+      [1, 2, 3, 4].map((n) => [200, `n=${n}`]),
+    );
+    assert.equal(JSON.parse(responses[2]!.body.toString()).input_md5, createHash('md5').update(body).digest('hex'), 'the POST body reached PHP');
+    const now = counts();
+    assert.deepEqual([now.requests - before.requests, now.handoffs - before.handoffs], [2, 1]);
+  });
+
+  test('a flood of pipelined requests is read as the answers go out (the client is paused, nothing is lost)', async () => {
+    const before = counts();
+    const n = 3000;
+    const one = 'GET /assets/hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n';
+    const bytes = one.repeat(n - 1) + 'GET /assets/hello.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n';
+    assert.ok(bytes.length > 128 * 1024, 'more than the fast path holds unread');
+    const { responses } = await rawRequest(front.port, bytes, { timeoutMs: 30_000 });
+    assert.equal(responses.length, n);
+    const bodies = new Set(responses.map((response) => `${response.status} ${response.body.toString()}`));
+    assert.equal(bodies.size, 1, `one answer repeated: ${[...bodies].join(' | ').slice(0, 200)}`);
+    assert.equal(responses[n - 1]!.header('connection'), 'close');
+    const now = counts();
+    assert.deepEqual([now.requests - before.requests, now.handoffs - before.handoffs], [n, 0]);
+  });
+
+  test('a pipelined request cut off in its head waits for the rest, and gets 408 at read_timeout when it never comes', async () => {
+    const before = counts();
+    const started = Date.now();
+    const { responses, text } = await rawRequest(front.port, 'GET /assets/hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\nGET /assets/hel');
+    const tookMs = Date.now() - started;
+    assert.deepEqual(
+      responses.map((response) => response.status),
+      [200, 408],
+      text.slice(0, 400),
+    );
+    assert.ok(tookMs >= 1900 && tookMs < 6000, `the 408 came at read_timeout (2 s): ${tookMs} ms`);
+    const now = counts();
+    assert.deepEqual([now.requests - before.requests, now.handoffs - before.handoffs], [1, 0]);
+    assert.ok(front.find(/^408: malformed or incomplete request/), 'logged as node:http would log it');
+  });
+
+  test('anything but a plain request goes to node:http, which answers it as before', async () => {
+    const cases: Array<{ name: string; bytes: string; status: number }> = [
+      { name: 'two Host headers', bytes: 'GET /assets/hello.txt HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n', status: 400 },
+      { name: 'no Host header', bytes: 'GET /assets/hello.txt HTTP/1.1\r\n\r\n', status: 400 },
+      { name: 'a lower-case method', bytes: 'get /assets/hello.txt HTTP/1.1\r\nHost: a\r\n\r\n', status: 400 },
+      { name: 'a space before the colon', bytes: 'GET /assets/hello.txt HTTP/1.1\r\nHost : a\r\n\r\n', status: 400 },
+      { name: 'a bare LF in a header value', bytes: 'GET /assets/hello.txt HTTP/1.1\r\nHost: a\r\nX-A: b\nc\r\n\r\n', status: 400 },
+      { name: 'HTTP/1.0', bytes: 'GET /assets/hello.txt HTTP/1.0\r\nHost: a\r\n\r\n', status: 200 },
+      { name: 'an absolute-form target', bytes: 'GET http://a/assets/hello.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', status: 200 },
+      { name: 'a Latin-1 byte in a header value', bytes: 'GET /assets/hello.txt HTTP/1.1\r\nHost: a\r\nX-Name: caf\xe9\r\nConnection: close\r\n\r\n', status: 200 },
+      { name: 'a Connection list', bytes: 'GET /assets/hello.txt HTTP/1.1\r\nHost: a\r\nConnection: close, x-foo\r\n\r\n', status: 200 },
+      { name: 'the status page', bytes: 'GET /status HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', status: 200 },
+      { name: 'a directory without its slash', bytes: 'GET /sub HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', status: 301 },
+      { name: 'a backup of PHP source', bytes: 'GET /index.php.bak HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', status: 404 },
+      { name: 'a dotfile', bytes: 'GET /.env HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', status: 404 },
+      { name: 'a path with an encoded NUL', bytes: 'GET /index.php%00.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', status: 400 },
+    ];
+    for (const { name, bytes, status } of cases) {
+      const before = counts();
+      const { responses, text } = await rawRequest(front.port, bytes);
+      assert.equal(responses[0]?.status, status, `${name}: ${text.slice(0, 200)}`);
+      const now = counts();
+      assert.deepEqual([now.requests - before.requests, now.handoffs - before.handoffs], [0, 1], `${name}: left to node:http`);
+    }
+  });
+});
