@@ -107,7 +107,7 @@ function scriptPaths(documentRoot: string, extensions: readonly string[]): (scri
 function stdinFor(request: FastCGIServerRequest, declared: string): Readable | null {
   let left = /^\d{1,15}$/.test(declared) ? Number(declared) : 0;
   if (left === 0) {
-    request.stdin.resume();
+    request.discardStdin();
     return null;
   }
   const capped = new Transform({
@@ -131,7 +131,7 @@ function stdinFor(request: FastCGIServerRequest, declared: string): Readable | n
 /** Writes a whole CGI response when the backend produced none (php-fpm's "File not found." and the like). */
 function answer(response: FastCGIServerResponse, status: number, text: string, appStatus: number): void {
   const retry = status === 503 ? `Retry-After: ${RETRY_AFTER_SECONDS}\r\n` : '';
-  response.stdout.write(`Status: ${status}\r\n${retry}Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text) + 1}\r\n\r\n${text}\n`);
+  response.write(`Status: ${status}\r\n${retry}Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text) + 1}\r\n\r\n${text}\n`);
   response.end(appStatus);
 }
 
@@ -177,7 +177,7 @@ class FrontExchange implements ResponseHandler {
         // a broken head is PHP's to answer for; nginx reports it
       }
     }
-    return this.response.stdout.write(chunk);
+    return this.response.write(chunk);
   }
 
   onStderr(chunk: Buffer): void {
@@ -203,7 +203,7 @@ class FrontExchange implements ResponseHandler {
 
   finish(): void {
     this.request.onAbort = null;
-    this.response.stdout.off('drain', this.onDrain);
+    this.response.onDrain = null;
     this.report();
   }
 
@@ -334,7 +334,7 @@ export function createFastCGIFront(options: FastCGIFrontOptions): FastCGIServer 
       }
       record.script = path!.script;
       request.onAbort = exchange.onAbort;
-      response.stdout.on('drain', exchange.onDrain);
+      response.onDrain = exchange.onDrain;
       exchange.controller = options.backend.dispatch(
         // nginx's bytes go on as they came, with the pairs added above; encoded pair by pair only
         // when its stream is not in the form encodeParams writes.

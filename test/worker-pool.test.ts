@@ -130,7 +130,8 @@ describe('process manager modes over time', () => {
     assert.equal(p.stats().total, 1);
     // min_spare 1: the one worker is idle, so nothing more is started yet.
     await p.waitFor((s) => s.idle === 1 && s.starting === 0);
-    const burst = Array.from({ length: 8 }, () => request(p, 'sleep.php?ms=400'));
+    // Enough work that the queue is not empty yet when the fourth worker is up, on a loaded machine too.
+    const burst = Array.from({ length: 16 }, () => request(p, 'sleep.php?ms=400'));
     const grown = await p.waitFor((s) => s.total === 4);
     assert.equal(grown.total, 4);
     const responses = await Promise.all(burst);

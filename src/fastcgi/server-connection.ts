@@ -3,7 +3,7 @@
 // stdout and stderr framed out, END_REQUEST, and keep-conn or close.
 
 import net from 'node:net';
-import { Readable, Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { FastCGIAbortError, FastCGIConnectionError, FastCGIProtocolError, TQServerError } from '../errors.js';
 import { errorText } from '../util.js';
 import { RecordDecoder } from './decoder.js';
@@ -17,7 +17,6 @@ interface RequestState {
   id: number;
   keepConn: boolean;
   params: ParamsCollector | null;
-  stdin: Readable | null;
   /** The empty STDIN record arrived: the body is complete. */
   stdinEnded: boolean;
   request: FastCGIServerRequest | null;
@@ -34,6 +33,8 @@ export class ServerConnection {
   readonly #decoder: RecordDecoder;
   #closing = false;
   #pausedBy = new Set<number>();
+  /** Responses whose write() returned false, told when the socket drains. */
+  readonly #drainWaiters = new Set<FastCGIServerResponse>();
   /** The socket is corked until the next tick (see #corkUntilNextTick). */
   #corked = false;
   readonly #uncork = (): void => {
@@ -72,11 +73,15 @@ export class ServerConnection {
         this.#server.reportConnectionError(this, new FastCGIConnectionError('FCGI_PEER_CLOSED', message));
       }
     });
+    socket.on('drain', () => this.#onDrain());
     socket.on('close', () => this.#onClose());
     socket.on('timeout', () => {
       if (this.#requests.size === 0) this.socket.destroy();
     });
-    this.#armIdle();
+    // Armed once: each read and write restarts it, and while a request is in progress it is
+    // ignored, so it fires only after idleTimeoutMs without a request (END_REQUEST is the last write).
+    // Disarming it per request and arming it again cost a Timeout and a bound function each (issue 8).
+    if (options.idleTimeoutMs > 0) socket.setTimeout(options.idleTimeoutMs);
   }
 
   get active(): number {
@@ -136,14 +141,12 @@ export class ServerConnection {
       id,
       keepConn,
       params: new ParamsCollector(this.#options.maxParamsBytes),
-      stdin: null,
       stdinEnded: false,
       request: null,
       response: null,
       ended: false,
     });
     this.#server.requestStarted();
-    this.socket.setTimeout(0);
   }
 
   #onStreamData(type: number, id: number, data: Buffer): void {
@@ -160,12 +163,9 @@ export class ServerConnection {
       return;
     }
     if (type === RecordType.Stdin) {
-      if (!state.stdin) throw this.#outOfOrder(type, id, 'before the params stream ended');
+      if (!state.request) throw this.#outOfOrder(type, id, 'before the params stream ended');
       if (state.stdinEnded) throw this.#outOfOrder(type, id, 'after the stdin stream ended');
-      // A handler that destroyed its stdin has said it does not want the body: the rest is discarded
-      // rather than pausing the socket for a reader that will never come.
-      if (state.stdin.destroyed) return;
-      if (!state.stdin.push(data)) this.#pauseFor(id);
+      if (!state.request.pushStdin(data)) this.#pauseFor(id);
       return;
     }
     // A responder never receives FCGI_DATA (spec 6.4: it belongs to the Filter role).
@@ -183,10 +183,10 @@ export class ServerConnection {
       return;
     }
     if (type === RecordType.Stdin) {
-      if (!state.stdin) throw this.#outOfOrder(type, id, 'before the params stream ended');
+      if (!state.request) throw this.#outOfOrder(type, id, 'before the params stream ended');
       if (state.stdinEnded) throw this.#outOfOrder(type, id, 'after the stdin stream ended');
       state.stdinEnded = true;
-      if (!state.stdin.destroyed) state.stdin.push(null);
+      state.request.endStdin();
       return;
     }
     throw this.#outOfOrder(type, id, 'for a Responder request');
@@ -198,19 +198,9 @@ export class ServerConnection {
 
   #startHandler(state: RequestState, pairs: ParamsIndex): void {
     const id = state.id;
-    const stdin = new Readable({ read: () => this.#resumeFor(id) });
-    stdin.on('error', () => {});
-    // A handler may destroy its stdin while the socket is paused for it; read() will not come then.
-    stdin.on('close', () => this.#resumeFor(id));
-    state.stdin = stdin;
-    const stdout = this.#outputStream(state, RecordType.Stdout);
-    const response = new FastCGIServerResponse(
-      stdout,
-      () => this.#outputStream(state, RecordType.Stderr),
-      (appStatus) => this.#endResponse(state, appStatus),
-    );
+    const response = new FastCGIServerResponse(id, this);
     state.response = response;
-    const request = new FastCGIServerRequest(id, state.keepConn, pairs, stdin, this.socket.remoteAddress);
+    const request = new FastCGIServerRequest(id, state.keepConn, pairs, this, this.socket.remoteAddress);
     state.request = request;
     let result: void | Promise<void>;
     try {
@@ -231,38 +221,56 @@ export class ServerConnection {
     this.#server.emit('handlerError', error, state.id);
     const response = state.response;
     if (!response || response.ended || state.ended) return;
-    const stdout = response.stdout;
-    if (stdout.writable && (stdout as Writable & { bytesOut?: number }).bytesOut === 0) {
-      stdout.write('Status: 500 Internal Server Error\r\nContent-Type: text/plain\r\n\r\nThe FastCGI handler failed.\n');
+    const stdout = response.openedStdout;
+    if ((stdout === null || stdout.writable) && response.stdoutBytes === 0) {
+      response.write('Status: 500 Internal Server Error\r\nContent-Type: text/plain\r\n\r\nThe FastCGI handler failed.\n');
     }
     response.stderr.write(`handler error: ${errorText(error)}\n`);
     response.end(1);
   }
 
-  /** A Writable that frames what it is given into STDOUT or STDERR records of this request. */
-  #outputStream(state: RequestState, type: number): Writable {
+  // ---- ResponseSink: what a FastCGIServerResponse writes through ----
+
+  /** The request of `response` while it is in progress, else null (an id is reused once free). */
+  #stateOf(response: FastCGIServerResponse): RequestState | null {
+    const state = this.#requests.get(response.requestId);
+    return state !== undefined && state.response === response && !state.ended ? state : null;
+  }
+
+  /** @internal */
+  writeStdout(response: FastCGIServerResponse, chunk: Buffer): boolean {
+    const state = this.#stateOf(response);
+    if (state === null || this.socket.destroyed) return false;
+    if (chunk.length === 0) return true;
+    response.countStdout(chunk.length);
+    this.#frame(RecordType.Stdout, state.id, chunk);
+    if (!this.socket.writableNeedDrain) return true;
+    this.#drainWaiters.add(response);
+    return false;
+  }
+
+  /** @internal A Writable that frames what it is given into STDOUT or STDERR records of the request. */
+  openOutput(response: FastCGIServerResponse, type: number, ended: boolean): Writable {
+    const state = this.#stateOf(response);
     const socket = this.socket;
     let used = false;
     const stream = new Writable({
       write: (chunk: Buffer, _encoding, callback) => {
-        if (state.ended || socket.destroyed) return callback(new FastCGIAbortError(`request ${state.id} is over; output dropped`));
+        if (state === null || state.ended || socket.destroyed) return callback(new FastCGIAbortError(`request ${response.requestId} is over; output dropped`));
         if (chunk.length === 0) return callback();
         used = true;
-        (stream as Writable & { bytesOut: number }).bytesOut += chunk.length;
-        const parts: Buffer[] = [];
-        frameStream(type, state.id, chunk, parts);
-        this.#corkUntilNextTick();
-        for (const part of parts) socket.write(part);
+        if (type === RecordType.Stdout) response.countStdout(chunk.length);
+        this.#frame(type, state.id, chunk);
         if (socket.writableNeedDrain) socket.once('drain', () => callback());
         else callback();
       },
       final: (callback) => {
-        // Spec 6.1/6.3: stdout always ends with an empty record; stderr only when it was used.
-        if (!state.ended && !socket.destroyed && (type === RecordType.Stdout || used)) socket.write(encodeStreamEnd(type, state.id));
+        // Spec 6.1/6.3: stdout always ends with an empty record; stderr only when it was used. A
+        // stdout made after the response ended sends none: its end record went without it.
+        if (!ended && state !== null && !state.ended && !socket.destroyed && (type === RecordType.Stdout || used)) socket.write(encodeStreamEnd(type, state.id));
         callback();
       },
     });
-    (stream as Writable & { bytesOut: number }).bytesOut = 0;
     stream.on('error', () => {});
     return stream;
   }
@@ -280,25 +288,30 @@ export class ServerConnection {
     process.nextTick(this.#uncork);
   }
 
-  #endResponse(state: RequestState, appStatus: number): void {
-    const response = state.response!;
-    const stdout = response.stdout;
+  /** @internal Ends the streams in use, then sends END_REQUEST once they are flushed. */
+  endResponse(response: FastCGIServerResponse, appStatus: number): void {
+    const state = this.#stateOf(response);
+    if (state === null) return;
+    const stdout = response.openedStdout;
+    const stderr = response.openedStderr;
     // Nothing waits in stdout and stderr was never used: its end record and END_REQUEST go out now,
-    // behind the output already written, rather than a tick later when the stream reports 'finish'.
+    // behind the output already written, rather than a tick later when a stream reports 'finish'.
     // Ending the stream then writes nothing more (its final sees the request over).
-    if (response.openedStderr === null && stdout.writableLength === 0 && !stdout.writableEnded && !stdout.destroyed && !state.ended && !this.socket.destroyed) {
+    if (stderr === null && (stdout === null || (stdout.writableLength === 0 && !stdout.writableEnded && !stdout.destroyed)) && !this.socket.destroyed) {
       this.#corkUntilNextTick();
       this.socket.write(encodeStreamEnd(RecordType.Stdout, state.id));
       this.#finish(state, appStatus);
-      stdout.end();
+      stdout?.end();
       return;
     }
+    // Without a stream, all of stdout is already on the socket.
+    if (stdout === null && !this.socket.destroyed) this.socket.write(encodeStreamEnd(RecordType.Stdout, state.id));
     let open = 2;
     const done = () => {
       open -= 1;
       if (open === 0) this.#finish(state, appStatus);
     };
-    for (const stream of [response.stdout, response.openedStderr]) {
+    for (const stream of [stdout, stderr]) {
       if (stream === null || stream.writableFinished || stream.destroyed) done();
       else {
         stream.once('finish', done);
@@ -310,6 +323,20 @@ export class ServerConnection {
     }
   }
 
+  #frame(type: number, id: number, chunk: Buffer): void {
+    const parts: Buffer[] = [];
+    frameStream(type, id, chunk, parts);
+    this.#corkUntilNextTick();
+    for (const part of parts) this.socket.write(part);
+  }
+
+  #onDrain(): void {
+    if (this.#drainWaiters.size === 0) return;
+    const waiters = [...this.#drainWaiters];
+    this.#drainWaiters.clear();
+    for (const response of waiters) response.onDrain?.();
+  }
+
   /** Sends END_REQUEST (once), frees the request id, and closes the connection if asked to. */
   #finish(state: RequestState, appStatus: number): void {
     if (state.ended) return;
@@ -318,11 +345,10 @@ export class ServerConnection {
     this.#pausedBy.delete(state.id);
     if (this.#pausedBy.size === 0 && this.socket.isPaused()) this.socket.resume();
     this.#server.requestFinished();
-    if (state.stdin && !state.stdin.readableEnded) state.stdin.destroy();
+    state.request?.closeStdin();
     if (!this.socket.destroyed) this.socket.write(encodeEndRequest(state.id, appStatus, ProtocolStatus.RequestComplete));
     if (this.#requests.size === 0) {
       if (!state.keepConn || this.#closing) this.socket.end();
-      else this.#armIdle();
     }
   }
 
@@ -340,11 +366,8 @@ export class ServerConnection {
     const error = reason instanceof Error ? reason : new FastCGIAbortError('the connection to the web server was lost');
     // Output streams go first: an abort listener that writes must not put records on the wire for
     // a request the web server has given up on (it expects only END_REQUEST, spec 5.4).
-    if (state.response) {
-      state.response.stdout.destroy();
-      state.response.openedStderr?.destroy();
-    }
-    if (state.stdin && !state.stdin.readableEnded) state.stdin.destroy(error);
+    state.response?.closeOutput();
+    state.request?.closeStdin(error);
     state.request?.abortWith(error);
   }
 
@@ -368,13 +391,10 @@ export class ServerConnection {
     this.socket.pause();
   }
 
-  #resumeFor(id: number): void {
+  /** @internal A request's stdin wants more (or was destroyed): the socket reads again once no request holds it. */
+  resumeStdin(id: number): void {
     if (!this.#pausedBy.delete(id)) return;
     if (this.#pausedBy.size === 0) this.socket.resume();
-  }
-
-  #armIdle(): void {
-    if (this.#options.idleTimeoutMs > 0) this.socket.setTimeout(this.#options.idleTimeoutMs);
   }
 
   #onClose(): void {
