@@ -43,6 +43,14 @@ export interface FpmBackendOptions {
 /** Errors that say an upstream cannot be reached: they count against its breaker. */
 const CONNECT_FAILURES = new Set(['FCGI_CONNECT_REFUSED', 'FCGI_CONNECT_TIMEOUT']);
 
+/**
+ * A refused connect while the circuit is still closed is tried again after these pauses before it
+ * is answered. php-fpm may be restarting, or its master was just killed and its exit not yet seen
+ * (the socket file outlives it): the request was never sent, so waiting costs nothing but time,
+ * and once the master is known to be down the request gets 503 UPSTREAM_DOWN rather than a 502.
+ */
+const CONNECT_RETRY_MS = [10, 25, 50, 100];
+
 const codeOf = (error: unknown): string => (error instanceof TQServerError ? error.code : '');
 
 export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backend {
@@ -274,6 +282,10 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
   #send(request: FpmRequest, upstream: Upstream | null): void {
     if (request.finished) return;
     request.inner = null;
+    if (this.#stopped) {
+      this.#finish(request, new PoolUnavailableError('POOL_STOPPED', `app ${this.#app.name}: stopped`));
+      return;
+    }
     if (this.#holding) {
       this.#held.push(request);
       this.#noteQueue();
@@ -281,7 +293,8 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
     }
     const target = upstream ?? chooseUpstream(this.#upstreams, request.tried, this.#turn++, this.#clock());
     if (!target) {
-      const error = request.lastError ?? this.#downError();
+      const down = this.#upstreams.every((u) => u.breaker.state !== 'closed');
+      const error = down ? this.#downError() : (request.lastError ?? this.#downError());
       // Answered after dispatch() has returned its controller, as a queued request would be.
       if (request.attempt === 0) queueMicrotask(() => this.#finish(request, error));
       else this.#finish(request, error);
@@ -323,6 +336,16 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
         this.#finish(request, this.#downError());
         return;
       }
+      if (code === 'FCGI_CONNECT_REFUSED' && request.connectRetries < CONNECT_RETRY_MS.length) {
+        const delayMs = CONNECT_RETRY_MS[request.connectRetries++]!;
+        this.#log.debug({ app: this.#app.name, upstream: upstream.label, code }, `app ${this.#app.name}: ${error.message}; trying again in ${delayMs} ms`);
+        request.retryTimer = setTimeout(() => {
+          request.retryTimer = null;
+          request.tried.clear();
+          this.#send(request, null);
+        }, delayMs);
+        return;
+      }
     }
     this.#finish(request, this.#describe(request, error));
   }
@@ -353,6 +376,8 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
     request.finished = true;
     if (request.timer) clearTimeout(request.timer);
     request.timer = null;
+    if (request.retryTimer) clearTimeout(request.retryTimer);
+    request.retryTimer = null;
     request.detachSignal?.();
     request.detachSignal = null;
     if (error) request.handler.onError(error);

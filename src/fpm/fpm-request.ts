@@ -29,6 +29,9 @@ export class FpmRequest implements RequestController {
   /** Why the last upstream could not take it, answered when no other can. */
   lastError: Error | null = null;
   timer: NodeJS.Timeout | null = null;
+  /** Refused connects tried again so far, and the timer of the next try (the request is nowhere meanwhile). */
+  connectRetries = 0;
+  retryTimer: NodeJS.Timeout | null = null;
   detachSignal: (() => void) | null = null;
   readonly #onAbortHeld: (request: FpmRequest, reason: unknown) => void;
 
@@ -51,6 +54,7 @@ export class FpmRequest implements RequestController {
   abort(reason?: unknown): void {
     if (this.finished) return;
     this.aborted = true;
+    // Not on a connection: held during a reload or waiting to try a refused connect again.
     if (this.inner) this.inner.abort(reason);
     else this.#onAbortHeld(this, reason);
   }
