@@ -12,7 +12,7 @@ import type { Address } from '../src/fastcgi/address.js';
 import type { BreakerState } from '../src/fpm/breaker.js';
 import { FpmBackend } from '../src/fpm/fpm-backend.js';
 import { makeProject, serverYaml, startFront, statusJson, workerYaml, type Project, type RunningFront } from './helpers/front.js';
-import { countStatuses, parentOf, runLoad, send, type Sent } from './helpers/http-load.js';
+import { countStatuses, errorCode, parentOf, runLoad, send, type Sent } from './helpers/http-load.js';
 import { freePort, startPhpFpm, type Peer } from './helpers/peers.js';
 import { childrenOf, until } from './helpers/supervisor.js';
 
@@ -213,7 +213,7 @@ describe('an external php-fpm started after TQServer', () => {
     }
   });
 
-  test('a single upstream not there yet: 502, then 503 at once; served once it listens', async () => {
+  test('a single upstream not there yet: 503 once its refusals open the circuit, then 503 at once; served once it listens', async () => {
     const port = await freePort();
     const label = `127.0.0.1:${port}`;
     const p = await project([label]);
@@ -222,11 +222,12 @@ describe('an external php-fpm started after TQServer', () => {
     let peer: Peer | null = null;
     try {
       const early: Sent[] = [];
-      for (let i = 0; i < 5; i++) early.push(await send(front.port, { path: '/who.php' }));
-      assert.equal(early[0]!.status, 502, 'refused: nothing listens');
-      const refused = early.filter((r) => r.status === 503);
-      assert.ok(refused.length >= 2, `then the circuit answers 503: ${JSON.stringify(early.map((r) => r.status))}`);
-      assert.ok(refused.every((r) => r.ms < 100), 'at once');
+      for (let i = 0; i < 5; i++) early.push(await send(front.port, { path: '/who.php', headers: { accept: 'application/json' } }));
+      // The first is refused and tried again (10, 25 ms) until three refusals open the circuit.
+      assert.deepEqual(early.map((r) => `${r.status} ${errorCode(r)}`), Array(5).fill('503 UPSTREAM_DOWN'));
+      assert.match(JSON.parse(early[0]!.body).error.message, /temporarily unavailable/);
+      assert.ok(early[0]!.ms < 1000, `the first after its retries (${early[0]!.ms} ms)`);
+      assert.ok(early.slice(1).every((r) => r.ms < 100), `the others at once: ${early.map((r) => r.ms).join(', ')}`);
       peer = await upstream({ host: '127.0.0.1', port }, 0);
       await breakerReaches(backend, label, 'closed');
       const reply = await send(front.port, { path: '/who.php' });

@@ -9,7 +9,7 @@ import { chmodSync, existsSync, readdirSync, readFileSync, renameSync, writeFile
 import { join } from 'node:path';
 import { after, describe, test, type TestContext } from 'node:test';
 import { get, makeProject, memoryOf, runCli, serverYaml, startCli, statusJson, workerYaml, type CliProcess, type Project } from './helpers/front.js';
-import { countStatuses, percentile, runLoad, send, type Sent } from './helpers/http-load.js';
+import { countStatuses, errorCode, percentile, runLoad, send, type Sent } from './helpers/http-load.js';
 import { PHP_FIXTURES } from './helpers/peers.js';
 import { childrenOf, phpCgi, until } from './helpers/supervisor.js';
 
@@ -63,15 +63,6 @@ function processesMentioning(marker: string): number[] {
     }
   }
   return found;
-}
-
-/** The error code of a JSON error page, or the first bytes of whatever else came. */
-function errorCode(reply: Sent): string {
-  try {
-    return (JSON.parse(reply.body) as { error?: { code?: string } }).error?.code ?? reply.body.slice(0, 120);
-  } catch {
-    return reply.error ?? reply.body.slice(0, 120);
-  }
 }
 
 /** { "502 FCGI_PEER_CLOSED": 3, ... } for every answer but 200. */

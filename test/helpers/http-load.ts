@@ -125,3 +125,12 @@ export function checkSide(t: TestContext, label: string, results: Sent[], p90Ms 
   assert.deepEqual(countStatuses(results), { 200: results.length }, `${label}: every side request answered 200: ${JSON.stringify(failed.slice(0, 3))}`);
   assert.ok(percentile(ms, 90) < p90Ms, `${label}: side stream p90 ${percentile(ms, 90)} ms is under ${p90Ms} ms`);
 }
+
+/** The error code of a JSON error page, or the first bytes of whatever else came. */
+export function errorCode(reply: Sent): string {
+  try {
+    return (JSON.parse(reply.body) as { error?: { code?: string } }).error?.code ?? reply.body.slice(0, 120);
+  } catch {
+    return reply.error ?? reply.body.slice(0, 120);
+  }
+}
