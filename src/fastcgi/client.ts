@@ -8,7 +8,7 @@ import { FastCGIProtocolError, FastCGIUnavailableError } from '../errors.js';
 import { definedOnly } from '../util.js';
 import { formatAddress, toAddress, type Address } from './address.js';
 import { INLINE_BODY_BYTES, pumpBody } from './client-body.js';
-import { connectSocket } from './client-connect.js';
+import { connectSocket, type ReadSlot } from './client-connect.js';
 import { peerClosedError, rejectedError, timeoutError, toAbortError } from './client-errors.js';
 import { ActiveRequest, safeCall } from './client-request.js';
 import { FastCGIResponse } from './client-response.js';
@@ -55,18 +55,19 @@ export class FastCGIConnection extends EventEmitter {
   static connect(address: Address | string, options: ConnectionOptions = {}): Promise<FastCGIConnection> {
     const target = toAddress(address);
     const connectTimeoutMs = options.connectTimeoutMs ?? CONNECTION_DEFAULTS.connectTimeoutMs;
-    return connectSocket(target, connectTimeoutMs, (socket) => new FastCGIConnection(target, socket, options));
+    return connectSocket(target, connectTimeoutMs, (socket, reads) => new FastCGIConnection(target, socket, options, reads));
   }
 
-  /** Wraps an already connected socket. */
-  constructor(address: Address, socket: net.Socket, options: ConnectionOptions = {}) {
+  /** Wraps an already connected socket; `reads` if it was opened with net's `onread` (see connectSocket). */
+  constructor(address: Address, socket: net.Socket, options: ConnectionOptions = {}, reads?: ReadSlot) {
     super();
     this.address = address;
     this.#socket = socket;
     this.#options = { ...CONNECTION_DEFAULTS, ...definedOnly(options) };
     this.#decoder = new RecordDecoder('client', this.#sink());
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    if (reads) reads.handler = (bytes, transient) => this.#onData(bytes, transient);
+    else socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('timeout', () => this.#onTimeout());
     socket.on('drain', () => this.#onDrain());
     socket.on('end', () => this.#onPeerEnd());
@@ -387,10 +388,11 @@ export class FastCGIConnection extends EventEmitter {
     else this.emit('free', this);
   }
 
-  #onData(chunk: Buffer): void {
+  /** `transient`: see ReadHandler. */
+  #onData(chunk: Buffer, transient = false): void {
     this.#reading = true;
     try {
-      this.#decoder.push(chunk);
+      this.#decoder.push(chunk, transient);
     } catch (error) {
       // A protocol violation (or a throwing handler) costs this connection, never the process.
       this.#freeAfterRead = false;

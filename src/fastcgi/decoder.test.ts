@@ -337,3 +337,48 @@ describe('sink errors', () => {
     assert.deepEqual(seen, [T.BeginRequest]);
   });
 });
+
+describe('transient input (a socket read into a reused buffer)', () => {
+  /** A client response: stdout in records that straddle any cut, stderr, padding, END_REQUEST. */
+  const stdout = Buffer.from(Array.from({ length: 700 }, (_, i) => (i * 7 + 3) & 0xff));
+  const response = Buffer.concat([
+    rawRecord(T.Stdout, 1, stdout.subarray(0, 300), 5),
+    rawRecord(T.Stderr, 1, Buffer.from('warning\n'), 0),
+    rawRecord(T.Stdout, 1, stdout.subarray(300, 301), 7),
+    rawRecord(T.Stdout, 1, stdout.subarray(301), 0),
+    encodeStreamEnd(T.Stdout, 1),
+    encodeEndRequest(1, 0x01020304, ProtocolStatus.RequestComplete),
+  ]);
+
+  /** Feeds `response` in pieces of `size` through one buffer overwritten after every push; keeps what the sink got. */
+  function throughOneBuffer(size: number, transient: boolean): { stdout: Buffer[]; stderr: Buffer[]; end: Buffer[] } {
+    const kept = { stdout: [] as Buffer[], stderr: [] as Buffer[], end: [] as Buffer[] };
+    const decoder = new RecordDecoder('client', {
+      onStreamData: (type, _requestId, piece) => (type === T.Stdout ? kept.stdout : kept.stderr).push(piece),
+      onStreamEnd: () => {},
+      onRecord: (_header, content) => kept.end.push(content),
+    });
+    const buffer = Buffer.alloc(size);
+    for (let at = 0; at < response.length; at += size) {
+      const length = response.copy(buffer, 0, at, at + size);
+      decoder.push(buffer.subarray(0, length), transient);
+      buffer.fill(0xee);
+    }
+    assert.ok(decoder.atRecordBoundary);
+    return kept;
+  }
+
+  test('what the sink keeps survives the buffer being overwritten, at every read size', () => {
+    for (let size = 1; size <= response.length; size++) {
+      const kept = throughOneBuffer(size, true);
+      assert.ok(Buffer.concat(kept.stdout).equals(stdout), `stdout, reads of ${size} bytes`);
+      assert.equal(Buffer.concat(kept.stderr).toString(), 'warning\n', `stderr, reads of ${size} bytes`);
+      assert.deepEqual(kept.end, [encodeEndRequest(1, 0x01020304, ProtocolStatus.RequestComplete).subarray(8)], `END_REQUEST, reads of ${size} bytes`);
+    }
+  });
+
+  test('pushed as not transient, stream data shares the input (the test above would see the overwrites)', () => {
+    const kept = throughOneBuffer(64, false);
+    assert.ok(!Buffer.concat(kept.stdout).equals(stdout));
+  });
+});

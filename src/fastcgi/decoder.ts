@@ -1,5 +1,6 @@
 // A resumable FastCGI record decoder: accepts bytes split at any boundary, hands stream content on as
-// it arrives (no copy, no whole-record buffering) and fails with a typed protocol error, never deeper.
+// it arrives (no copy unless the input is transient, no whole-record buffering) and fails with a
+// typed protocol error, never deeper.
 
 import { FastCGIProtocolError } from '../errors.js';
 import {
@@ -18,7 +19,10 @@ import {
  */
 export type DecoderRole = 'server' | 'client';
 
-/** Where decoded records go. Slices passed to these may share memory with the input chunk. */
+/**
+ * Where decoded records go. Stream data passed to these shares memory with the input chunk, unless
+ * it was pushed as transient; a record's content never does.
+ */
 export interface DecoderSink {
   /** Content of a stream record (PARAMS, STDIN, DATA, STDOUT, STDERR), possibly in several pieces. */
   onStreamData(type: number, requestId: number, data: Buffer): void;
@@ -84,6 +88,8 @@ export class RecordDecoder {
   /** What the first failed push threw: a FastCGIProtocolError, or whatever the sink threw. */
   #failure: unknown = null;
   #bytesIn = 0;
+  /** The chunk being pushed is transient: stream data is handed on in copies. */
+  #copy = false;
 
   constructor(role: DecoderRole, sink: DecoderSink) {
     this.#role = role;
@@ -104,9 +110,12 @@ export class RecordDecoder {
    * Decodes `chunk`, calling the sink for each piece. Throws FastCGIProtocolError on the first
    * violation, and again on every later push: a connection that broke the protocol stays broken.
    * An error thrown by the sink propagates unchanged and ends the decoder the same way.
+   * `transient`: the chunk is overwritten once push() returns (a socket read into a reused buffer),
+   * so stream data goes to the sink in copies. Nothing else kept between pushes refers to a chunk.
    */
-  push(chunk: Buffer): void {
+  push(chunk: Buffer, transient = false): void {
     if (this.#failed) throw this.#failure;
+    this.#copy = transient;
     try {
       this.#decode(chunk);
     } catch (error) {
@@ -146,7 +155,14 @@ export class RecordDecoder {
           const take = Math.min(this.#remaining, length - at);
           const type = this.#current.type;
           if (this.#isStream) {
-            this.#sink.onStreamData(type, this.#current.requestId, chunk.subarray(at, at + take));
+            let data: Buffer;
+            if (this.#copy) {
+              data = Buffer.allocUnsafe(take);
+              chunk.copy(data, 0, at, at + take);
+            } else {
+              data = chunk.subarray(at, at + take);
+            }
+            this.#sink.onStreamData(type, this.#current.requestId, data);
           } else {
             chunk.copy(this.#body!, this.#bodyFill, at, at + take);
             this.#bodyFill += take;
