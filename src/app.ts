@@ -12,6 +12,7 @@ import { LogFiles } from './log-file.js';
 import { ServerLogs } from './observe/app-logs.js';
 import { PhpCgiBackend } from './supervisor/php-cgi-backend.js';
 import { Admin, adminApps } from './observe/admin.js';
+import { sweepTempDirs } from './temp-dir.js';
 import { VERSION } from './version.js';
 import type { RequestObserver, RequestRecord } from './observe/request-record.js';
 import { describePlan, planReload, type PlanStep } from './config/reload.js';
@@ -99,6 +100,8 @@ export class TQServer {
     const started = { apps, http: null as HttpFront | null, admin: null as Admin | null };
     const liveReload = liveReloadFor(config, log);
     try {
+      // Before any app makes folders of its own: what a TQServer killed earlier left in /tmp.
+      await sweepTempDirs(log);
       for (const app of config.apps) {
         logs.addApp(app);
         apps.set(app.name, await startApp(app, config, log, onRequest, logs));

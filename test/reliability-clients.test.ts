@@ -213,12 +213,12 @@ describe('clients that misbehave, request buffering on (the default)', () => {
     req.on('error', () => {});
     req.write(Buffer.alloc(2 * MiB, 0x61));
     // Past body_buffer_size (128K) the body goes to a private temp file: its folder appears in TMPDIR.
-    await poll('the upload spooled to a temp file', () => readdirSync(tmp).some((name) => name.startsWith('tqserver-body-')));
+    await poll('the upload spooled to a temp file', () => readdirSync(tmp).some((name) => /^tqserver-\d+\.\d+-body-/.test(name)));
     const during = await poolOf(cli.port);
     assert.equal(during['active processes'], 0, 'no PHP worker is busy while the body arrives');
     req.destroy();
     // (The pool's private socket folder lives in TMPDIR too.)
-    const cleanMs = await poll('the temp file removed', () => !readdirSync(tmp).some((name) => name.startsWith('tqserver-body-')));
+    const cleanMs = await poll('the temp file removed', () => !readdirSync(tmp).some((name) => /^tqserver-\d+\.\d+-body-/.test(name)));
     const pool = await poolOf(cli.port);
     assert.equal(pool['accepted conn'], during['accepted conn'], 'PHP never saw the request');
     await settledFds(cli, baselineFds);

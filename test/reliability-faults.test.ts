@@ -50,7 +50,7 @@ function liveChildren(parent: number, prefix: string): number[] {
 /**
  * Running processes (other than this one) whose command line names `marker`. Each scenario's app
  * has a name of its own, and it is in every PHP process the app runs: php-cgi's socket folder
- * (tqserver-NAME-...), php-fpm's config folder (tqserver-fpm-NAME-...) and pool ("pool NAME").
+ * (tqserver-NS.PID-NAME-...), php-fpm's config folder (tqserver-NS.PID-fpm-NAME-...) and pool ("pool NAME").
  */
 function processesMentioning(marker: string): number[] {
   const found: number[] = [];

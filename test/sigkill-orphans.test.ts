@@ -1,11 +1,12 @@
 // Regression: TQServer killed with SIGKILL (the OOM killer, kill -9, systemd's final kill) left its
 // php-cgi workers, its php-fpm master and the master's children running for good, listening on
 // sockets in temp folders. The kernel now signals them when TQServer dies (setpriv --pdeathsig):
-// every one is gone soon after, busy ones included.
+// every one is gone soon after, busy ones included. Its temp folders stay (nothing runs at a
+// SIGKILL); the next TQServer to start removes them.
 
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -59,7 +60,7 @@ function phpTree(pid: number): Map<number, string> {
  * The private folders TQServer made for these processes (php-cgi's `-b DIR/wN.sock`, php-fpm's
  * "master process (DIR/php-fpm.conf)"): a TQServer killed with SIGKILL cannot remove them, the test does.
  */
-function privateFolders(pids: readonly number[]): string[] {
+function privateFolders(pids: readonly number[], tmp: string): string[] {
   const folders = new Set<string>();
   for (const pid of pids) {
     let argv: string[];
@@ -73,7 +74,7 @@ function privateFolders(pids: readonly number[]): string[] {
     const fpm = /master process \((\/.+)\/php-fpm\.conf\)/.exec(argv.join(' '));
     if (fpm) folders.add(fpm[1]!);
   }
-  return [...folders].filter((folder) => dirname(folder) === tmpdir() && basename(folder).startsWith('tqserver-'));
+  return [...folders].filter((folder) => dirname(folder) === tmp && basename(folder).startsWith('tqserver-'));
 }
 
 /** Starts a request for spin.php and resolves with the pid of the PHP process running it. */
@@ -88,9 +89,13 @@ async function spin(port: number, path: string, pidfile: string, requests: http.
 }
 
 describe('tqserver killed with SIGKILL', () => {
-  test('leaves no php-cgi worker, php-fpm master or php-fpm child behind, busy ones included', async () => {
+  test('leaves no php-cgi worker, php-fpm master or php-fpm child behind, busy ones included; the next start removes its temp folders', async () => {
     let project: Project | undefined;
     let cli: (CliProcess & { port: number }) | undefined;
+    let next: (CliProcess & { port: number }) | undefined;
+    // A TMPDIR of its own: a TQServer of another test starting meanwhile would sweep these folders too.
+    const tmp = mkdtempSync(join(tmpdir(), 'sigkill-tmp-'));
+    const env = { ...process.env, TMPDIR: tmp };
     let pids: number[] = [];
     let folders: string[] = [];
     const requests: http.ClientRequest[] = [];
@@ -103,7 +108,7 @@ describe('tqserver killed with SIGKILL', () => {
         ],
       });
       for (const app of ['cgi', 'fpm']) writeFileSync(join(project.docRoot(app), 'spin.php'), SPIN);
-      cli = await startCli(project.root);
+      cli = await startCli(project.root, [], env);
       for (const app of ['cgi', 'fpm']) {
         const reply = await get(cli.port, `/${app}/index.php`);
         assert.equal(reply.status, 200, `${app} serves a request: ${reply.text.slice(0, 300)}`);
@@ -113,7 +118,7 @@ describe('tqserver killed with SIGKILL', () => {
 
       const tree = phpTree(cli.pid);
       pids = [...tree.keys()];
-      folders = privateFolders(pids);
+      folders = privateFolders(pids, tmp);
       const described = [...tree].map(([pid, name]) => `${pid} ${name}`).join(', ');
       const direct = new Set(childrenOf(cli.pid));
       const workers = pids.filter((pid) => direct.has(pid) && comm(pid).startsWith('php-cgi'));
@@ -132,6 +137,18 @@ describe('tqserver killed with SIGKILL', () => {
         const left = pids.filter((pid) => !ended(pid)).map((pid) => `${pid} ${comm(pid)} (${procState(pid)})`);
         throw new Error(`${error.message}; still running: ${left.join(', ')}`);
       });
+
+      // The folders outlive it; the next TQServer removes them before it starts its apps, and its own
+      // folders are gone after a graceful stop.
+      assert.ok(folders.every((folder) => existsSync(folder)), 'nothing removed the folders at the SIGKILL');
+      next = await startCli(project.root, [], env);
+      const line = await next.waitForOutput(/removed (\d+) temp folders left by TQServer processes that are gone/);
+      assert.equal(Number(line[1]), 2, line[0]);
+      assert.deepEqual(folders.filter((folder) => existsSync(folder)), [], 'both folders removed');
+      assert.equal((await get(next.port, '/cgi/index.php')).status, 200, 'the next TQServer serves');
+      next.kill('SIGTERM');
+      assert.equal((await next.exited).code, 0);
+      assert.deepEqual(readdirSync(tmp).filter((name) => name.startsWith('tqserver-')), [], 'a graceful stop leaves no temp folder');
     } finally {
       for (const req of requests) req.destroy();
       if (cli && cli.child.exitCode === null && cli.child.signalCode === null) {
@@ -147,7 +164,11 @@ describe('tqserver killed with SIGKILL', () => {
           // gone meanwhile
         }
       }
-      for (const folder of folders) rmSync(folder, { recursive: true, force: true });
+      if (next && next.child.exitCode === null && next.child.signalCode === null) {
+        next.kill('SIGKILL');
+        await next.exited;
+      }
+      rmSync(tmp, { recursive: true, force: true });
       await project?.cleanup();
     }
   });

@@ -4,8 +4,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { canConnect } from './probe.js';
@@ -13,6 +12,7 @@ import type { Address } from '../fastcgi/address.js';
 import type { Logger } from '../log.js';
 import type { PhpBinary } from '../php/binary.js';
 import { dieWithParent } from '../supervisor/death-signal.js';
+import { makeTempDir } from '../temp-dir.js';
 import { renderGlobalConfig, renderPoolConfig, type FpmPoolInput } from './fpm-config.js';
 
 export type MasterState = 'stopped' | 'starting' | 'running' | 'restarting' | 'stopping';
@@ -95,7 +95,7 @@ export class FpmMaster extends EventEmitter<MasterEvents> {
       await mkdir(join(keep, 'pool.d'), { recursive: true, mode: 0o700 });
       await chmod(keep, 0o700);
     } else {
-      this.#dir = await mkdtemp(join(tmpdir(), `tqserver-fpm-${this.app.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40)}-`));
+      this.#dir = await makeTempDir(`fpm-${this.app}`);
       await mkdir(join(this.#dir, 'pool.d'), { mode: 0o700 });
     }
     this.#listen = this.#pool.listen ?? { path: join(this.#dir, 'php-fpm.sock') };

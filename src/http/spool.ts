@@ -2,11 +2,11 @@
 // need CONTENT_LENGTH, and with server.request_buffering every one, so that a slow upload holds no
 // PHP worker. Kept in memory up to a threshold (server.body_buffer_size), then in a private temp file.
 
-import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { FileBody } from '../fastcgi/client-types.js';
+import { makeTempDir } from '../temp-dir.js';
 
 export interface SpooledBody {
   length: number;
@@ -132,7 +132,7 @@ export function spoolBody(source: Readable, maxBytes: number, memoryThreshold = 
         return;
       }
       if (!file && !opening && length > memoryThreshold) {
-        opening = mkdtemp(join(tmpdir(), 'tqserver-body-')).then(async (dir) => {
+        opening = makeTempDir('body').then(async (dir) => {
           const path = join(dir, 'body');
           const f: SpoolFile = { dir, path, handle: await open(path, 'wx', 0o600) };
           file = f;

@@ -2,19 +2,18 @@
 // the first free port of port_range), what it is started with, when it is recycled after a request,
 // and the end of a stop (killing what is left after the grace).
 
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PoolUnavailableError } from '../errors.js';
 import type { Address } from '../fastcgi/address.js';
 import type { Logger } from '../log.js';
+import { makeTempDir } from '../temp-dir.js';
 import type { PoolConfig } from './pool-config.js';
 import type { PhpCgiWorker, WorkerOptions } from './worker.js';
 import type { ExitReason } from './worker-state.js';
 
 /** A private folder (mode 0700) for the worker sockets of pool `pool`: no other user can connect to them. */
 export function makeSocketDir(pool: string): Promise<string> {
-  return mkdtemp(join(tmpdir(), `tqserver-${pool.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40)}-`));
+  return makeTempDir(pool);
 }
 
 /** Worker `id`'s address; a port taken from port_range is added to `usedPorts` (freed when the worker exits). */

@@ -415,8 +415,8 @@ export async function stopCli(cli: CliProcess, graceMs = 20_000): Promise<void> 
   clearTimeout(timer);
 }
 
-export async function startCli(root: string, extraArgs: string[] = []): Promise<CliProcess & { port: number }> {
-  const cli = runCli(['--root', root, ...extraArgs]);
+export async function startCli(root: string, extraArgs: string[] = [], env?: NodeJS.ProcessEnv): Promise<CliProcess & { port: number }> {
+  const cli = runCli(['--root', root, ...extraArgs], { env });
   try {
     const match = await cli.waitForOutput(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
     return Object.assign(cli, { port: Number(match[1]) });
