@@ -142,6 +142,27 @@ describe('managed php-fpm: static pool of 4', () => {
 });
 
 describe('managed php-fpm: lifecycle', () => {
+  test('php.binary set on a php-fpm app: a warning says it is not used and which php-fpm runs', async () => {
+    for (const [worker, warned] of [['php:\n  binary: php-cgi-of-my-choice\nphp_fpm:\n  enabled: true\n', true], ['php_fpm:\n  enabled: true\n', false]] as const) {
+      const env = await project(worker);
+      const { backend, log } = backendFor(env.root, env.app);
+      try {
+        await backend.start();
+        const line = log.find(/php\.binary/);
+        if (warned) {
+          assert.equal(line?.level, 40, 'a warning');
+          assert.match(line!.msg, /^app site: php\.binary \(php-cgi-of-my-choice\) is not used by a php-fpm app; TQServer runs \/\S*php-fpm[\d.]* \(set php_fpm\.binary to choose another\)$/);
+        } else {
+          assert.equal(line, undefined, 'nothing said when php.binary is not set');
+        }
+        assert.equal((await request(backend, 'hello.php')).status, 200);
+      } finally {
+        await backend.stop(2000);
+        await env.cleanup();
+      }
+    }
+  });
+
   test('stop leaves no php-fpm process and removes the generated files', async () => {
     const env = await project('php_fpm:\n  enabled: true\nphp:\n  pool:\n    manager: dynamic\n    max_workers: 3\n    start_workers: 2\n    min_workers: 1\n    max_spare_workers: 2\n');
     const { backend } = backendFor(env.root, env.app);

@@ -126,6 +126,13 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
         throw new ConfigValueError(`${app.file}: php_fpm.listen: lists ${fpm.listen.length} addresses, but a php-fpm TQServer runs listens on one (several upstreams need php_fpm.external: true)`);
       }
       this.#binary = await detectPhp('php-fpm', fpm.binary);
+      if (app.php.binary !== null && fpm.binary === null) {
+        // Set for php-cgi, it says nothing about which php-fpm to run: say so rather than ignore it quietly.
+        this.#log.warn(
+          { app: app.name, binary: app.php.binary },
+          `app ${app.name}: php.binary (${app.php.binary}) is not used by a php-fpm app; TQServer runs ${this.#binary.path} (set php_fpm.binary to choose another)`,
+        );
+      }
       // A private unix socket unless told otherwise; php_fpm.transport tcp without a listen picks a free port.
       const listen = fpm.listen[0] ?? (fpm.transport === 'tcp' ? { host: '127.0.0.1', port: await freePort() } : null);
       const keepDir = this.#options.mode === 'dev' ? join(this.#options.root, '.tqserver', 'phpfpm', app.name) : null;
