@@ -108,6 +108,7 @@ describe('error messages', () => {
     },
     { name: 'an app at metrics_path', worker: 'path: /metrics\n', want: [`${W}: path: /metrics is shadowed by server.metrics_path /metrics`] },
     { name: 'an app at /readyz', worker: 'path: /readyz\n', want: [`${W}: path: /readyz is shadowed by the readiness endpoint /readyz`] },
+    { name: 'a trusted_proxies entry that is not an address', files: { 'config/server.yaml': 'server:\n  trusted_proxies: [10.0.0.0/8, lb.internal]\n', 'workers/': '' }, want: [`${S}: server.trusted_proxies: trusted proxy "lb.internal" is not an IP address, a CIDR range or private_ranges`] },
     { name: 'an admin_allowed_clients entry that is not an address', files: { 'config/server.yaml': 'server:\n  admin_allowed_clients: [localhost]\n', 'workers/': '' }, want: [`${S}: server.admin_allowed_clients: allowed client "localhost" is not an IP address or CIDR range`] },
     { name: 'a bad admin_listen', files: { 'config/server.yaml': 'server:\n  admin_listen: "nowhere"\n', 'workers/': '' }, want: [`${S}: server.admin_listen: not a FastCGI address: "nowhere" (expected host:port, [ipv6]:port, a port, or a socket path)`] },
     { name: 'a type other than php', worker: 'path: /blog\ntype: node\n', want: [`${W}: type: only php workers are supported (other types may come later), got "node"`] },

@@ -120,6 +120,7 @@ describe('loading', () => {
         metricsPath: '/metrics',
         adminAllowedClients: ['127.0.0.0/8', '::1'],
         adminListen: null,
+        trustedProxies: [],
         maxBodyBytes: 100 * 1024 ** 2,
         requestBuffering: true,
         bodyBufferBytes: 128 * 1024,

@@ -28,6 +28,8 @@ export interface ServerConfig {
   adminAllowedClients: readonly string[] | 'any';
   /** Serve status, metrics and health here instead of on the main port; null: the main port. */
   adminListen: Address | null;
+  /** Peers whose X-Forwarded-For/-Proto/-Port are believed: addresses, CIDR ranges, `private_ranges`. */
+  trustedProxies: readonly string[];
   maxBodyBytes: number;
   /** Read a request body completely before a PHP worker is taken (nginx's fastcgi_request_buffering). */
   requestBuffering: boolean;
@@ -250,6 +252,7 @@ function serverConfig(file: ServerFile, root: string): ServerConfig {
     metricsPath: s.metrics_path.length > 1 ? s.metrics_path.replace(/\/+$/, '') : s.metrics_path,
     adminAllowedClients: s.admin_allowed_clients,
     adminListen: s.admin_listen === null ? null : absoluteAddress(parseAddress(s.admin_listen), root),
+    trustedProxies: s.trusted_proxies,
     maxBodyBytes: s.max_body_size,
     requestBuffering: s.request_buffering,
     bodyBufferBytes: s.body_buffer_size,

@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { ClientAllowList } from '../fastcgi/allow-list.js';
 import { parseAddress } from '../fastcgi/address.js';
+import { TrustedProxies } from '../http/forwarded.js';
 import { formatIniSetting } from '../php/binary.js';
 import { parseDuration, parseSize } from './units.js';
 
@@ -123,6 +124,10 @@ export const serverFileSchema = z
         metrics_path: urlPath.default('/metrics'),
         admin_allowed_clients: allowedClients.default(['127.0.0.0/8', '::1']),
         admin_listen: address.nullable().default(null),
+        trusted_proxies: z
+          .array(z.string().min(1))
+          .superRefine(checkedBy((value: readonly string[]) => new TrustedProxies(value)))
+          .default([]),
         max_body_size: size().default('100M'),
         request_buffering: z.boolean().default(true),
         body_buffer_size: size().default('128K'),

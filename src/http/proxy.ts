@@ -13,6 +13,7 @@ import type { Logger } from '../log.js';
 import type { Backend } from '../backend.js';
 import type { PhpTiming } from '../observe/request-record.js';
 import { describeFailure, sendError } from './error-page.js';
+import type { ForwardedClient } from './forwarded.js';
 import { BodyTooLargeError, spoolBody, type SpooledBody } from './spool.js';
 
 export interface ProxyTarget {
@@ -32,6 +33,8 @@ export interface ProxyTarget {
   requestId: string;
   /** Filled in as the request goes: when it got a PHP process, when PHP finished, how it failed. */
   timing: PhpTiming;
+  /** What a trusted proxy said about the client (server.trusted_proxies), or null. */
+  forwarded?: ForwardedClient | null;
 }
 
 /** Hop-by-hop and framing headers are ours to set, not PHP's (RFC 9110 7.6.1). */
@@ -169,6 +172,7 @@ class PhpExchange implements ResponseHandler {
     const request = this.#request;
     const target = this.#target;
     const ends = endpointsOf(request.socket as Socket & Partial<TLSSocket>);
+    const forwarded = target.forwarded ?? null;
     const params = buildCgiEnv(
       {
         method: request.method ?? 'GET',
@@ -176,11 +180,11 @@ class PhpExchange implements ResponseHandler {
         query: target.query,
         httpVersion: request.httpVersion,
         rawHeaders: request.rawHeaders,
-        remoteAddress: ends.remoteAddress,
+        remoteAddress: forwarded ? forwarded.address : ends.remoteAddress,
         remotePort: ends.remotePort,
         localAddress: ends.localAddress,
-        localPort: ends.localPort,
-        tls: ends.tls,
+        localPort: forwarded?.port ?? ends.localPort,
+        tls: forwarded?.tls ?? ends.tls,
         contentLength,
       },
       target.route,

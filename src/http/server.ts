@@ -14,6 +14,7 @@ import { resolvePath, type Resolution, type ResolveOptions } from './resolve.js'
 import { serveStatic } from './static.js';
 import { CACHED_FILE_BYTES } from './static-cache.js';
 import { FastHttp, type FastHttpOptions } from './fast-http.js';
+import { TrustedProxies, type ForwardedClient } from './forwarded.js';
 import type { FastRequest, FastResponse } from './fast-response.js';
 import type { LiveReload } from './live-reload.js';
 import { newPhpTiming, requestIdFor, type PhpTiming, type RequestKind, type RequestObserver } from '../observe/request-record.js';
@@ -60,6 +61,8 @@ interface RequestContext {
   app: string | null;
   kind: RequestKind;
   timing: PhpTiming | null;
+  /** The client behind a trusted proxy (server.trusted_proxies); null: the peer is the client. */
+  forwarded: ForwardedClient | null;
 }
 
 export class HttpFront {
@@ -72,11 +75,14 @@ export class HttpFront {
   #inFlight = 0;
   #idleWaiters: Array<() => void> = [];
   #closing = false;
+  /** null while server.trusted_proxies is empty: forwarding headers are then never looked at. */
+  #trusted: TrustedProxies | null;
 
   constructor(options: HttpFrontOptions) {
     this.#options = options;
     this.#log = options.log;
     this.#router = new Router(options.apps.map((app) => [app.path, app] as const));
+    this.#trusted = trustedProxiesOf(options.server);
     const s = options.server;
     this.#server = http.createServer(
       {
@@ -123,6 +129,7 @@ export class HttpFront {
   updateServer(server: ServerConfig, admin: AdminHandler | undefined): void {
     this.#options = { ...this.#options, server, admin };
     this.#fastOptions = fastOptionsOf(server);
+    this.#trusted = trustedProxiesOf(server);
     // A documented option of http.createServer, kept as a field node:http reads per connection (@types/node omits the field).
     (this.#server as { maxHeaderSize?: number }).maxHeaderSize = server.maxHeaderBytes;
     this.#server.requestTimeout = server.readTimeoutMs;
@@ -216,7 +223,14 @@ export class HttpFront {
     const startedPerf = performance.now();
     const socket = request.socket;
     const bytesBefore = socket.bytesWritten;
-    const context: RequestContext = { id: requestIdFor(request.headers['x-request-id']), app: null, kind: 'rejected', timing: null };
+    const trusted = this.#trusted;
+    const context: RequestContext = {
+      id: requestIdFor(request.headers['x-request-id']),
+      app: null,
+      kind: 'rejected',
+      timing: null,
+      forwarded: trusted ? trusted.clientOf(socket.remoteAddress ?? '', request.headers) : null,
+    };
     // X-Request-Id is set by each answer (#route, the PHP proxy) rather than here: a header set
     // before writeHead makes Node store every PHP header one by one (issue 8).
     let done = false;
@@ -238,7 +252,7 @@ export class HttpFront {
         method: request.method ?? '',
         uri: request.url ?? '',
         httpVersion: request.httpVersion,
-        remoteAddress: socket.remoteAddress ?? '',
+        remoteAddress: context.forwarded?.address ?? socket.remoteAddress ?? '',
         status: response.statusCode,
         bytesSent: socket.bytesWritten - bytesBefore,
         startedAt,
@@ -371,6 +385,7 @@ export class HttpFront {
           log: this.#log,
           requestId: context.id,
           timing: context.timing,
+          forwarded: context.forwarded,
         });
       default: {
         const never: never = resolution;
@@ -463,4 +478,9 @@ function headerText(value: string | string[] | undefined): string {
 /** Percent-encodes a decoded path for a Location header, keeping "/" and unreserved characters. */
 function encodePath(path: string): string {
   return path.split('/').map((segment) => encodeURIComponent(segment)).join('/');
+}
+
+/** The trusted proxies of server.trusted_proxies, or null for none (the common case: nothing to check). */
+function trustedProxiesOf(server: ServerConfig): TrustedProxies | null {
+  return server.trustedProxies.length > 0 ? new TrustedProxies(server.trustedProxies) : null;
 }
