@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { FAST_BODY_BYTES } from '../src/http/fast-http.js';
 import { makeProject, parseResponses, rawRequest, serverYaml, startFront, workerYaml, type Project, type RawResponse, type RunningFront } from './helpers/front.js';
+import { until } from './helpers/supervisor.js';
 
 /** Headers that differ from response to response whichever path answers. */
 const VARYING = new Set(['date', 'x-request-id']);
@@ -25,7 +27,7 @@ describe('the fast HTTP/1.1 path', () => {
   let front: RunningFront;
 
   before(async () => {
-    project = await makeProject({ server: serverYaml({ idle_timeout_seconds: 7, read_timeout_seconds: 2 }), apps: [{ name: 'app', worker: workerYaml('/', { max_workers: 2 }) }] });
+    project = await makeProject({ server: serverYaml({ idle_timeout_seconds: 7, read_timeout_seconds: 2, max_body_size: '20K' }), apps: [{ name: 'app', worker: workerYaml('/', { max_workers: 2 }) }] });
     front = await startFront(project.root);
   });
 
@@ -116,7 +118,7 @@ describe('the fast HTTP/1.1 path', () => {
     const bytes = [
       'GET /index.php?n=1 HTTP/1.1\r\nHost: localhost\r\n\r\n',
       'GET /index.php?n=2 HTTP/1.1\r\nHost: localhost\r\n\r\n',
-      `POST /index.php?n=3 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+      `POST /index.php?n=3 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`,
       'GET /index.php?n=4 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n',
     ].join('');
     const { responses } = await rawRequest(front.port, bytes);
@@ -127,6 +129,83 @@ describe('the fast HTTP/1.1 path', () => {
     assert.equal(JSON.parse(responses[2]!.body.toString()).input_md5, createHash('md5').update(body).digest('hex'), 'the POST body reached PHP');
     const now = counts();
     assert.deepEqual([now.requests - before.requests, now.handoffs - before.handoffs], [2, 1]);
+  });
+
+  test('small bodies that come with their head are read on the fast path; PHP gets them as through node:http', async () => {
+    const json = JSON.stringify({ name: 'ünïcödé', list: [1, 2, 3] });
+    const big = 'x'.repeat(FAST_BODY_BYTES);
+    const cases: Array<{ name: string; method: string; target: string; type?: string; body?: string; status: number; fast?: boolean }> = [
+      { name: 'a form post', method: 'POST', target: '/form.php?q=1', type: 'application/x-www-form-urlencoded', body: 'user=ada&note=hello+world&tags%5B%5D=a&tags%5B%5D=b', status: 200 },
+      { name: 'a JSON post', method: 'POST', target: '/form.php', type: 'application/json', body: json, status: 200 },
+      { name: 'a PUT', method: 'PUT', target: '/form.php', type: 'text/plain', body: 'replace me', status: 200 },
+      { name: 'a PATCH', method: 'PATCH', target: '/form.php', type: 'application/json', body: '{"a":1}', status: 200 },
+      { name: 'a DELETE with a body', method: 'DELETE', target: '/form.php', type: 'text/plain', body: 'gone', status: 200 },
+      { name: 'a DELETE without one', method: 'DELETE', target: '/form.php', status: 200 },
+      { name: 'a POST with Content-Length: 0', method: 'POST', target: '/form.php', type: 'text/plain', body: '', status: 200 },
+      { name: 'a POST without Content-Length', method: 'POST', target: '/form.php', status: 200 },
+      { name: 'a body of 16 KiB (one read on loopback)', method: 'POST', target: '/form.php', type: 'text/plain', body: 'z'.repeat(16 * 1024), status: 200 },
+      { name: 'a body one byte over the limit: node:http', method: 'POST', target: '/form.php', type: 'text/plain', body: `${big}x`, status: 413, fast: false },
+      { name: 'a POST to a static file: node:http (405)', method: 'POST', target: '/assets/hello.txt', type: 'text/plain', body: 'x', status: 405, fast: false },
+      { name: 'a body over max_body_size', method: 'POST', target: '/form.php', type: 'text/plain', body: 'y'.repeat(24 * 1024), status: 413 },
+    ];
+    for (const { name, method, target, type, body, status, fast = true } of cases) {
+      const head = (viaNode: boolean) =>
+        [
+          `${method} ${target} HTTP/1.1`,
+          'Host: localhost',
+          ...(type ? [`Content-Type: ${type}`] : []),
+          ...(body !== undefined ? [`Content-Length: ${Buffer.byteLength(body)}`] : []),
+          ...(viaNode ? ['X-Twice: 1', 'X-Twice: 2'] : []),
+          'Connection: close',
+          '',
+          '',
+        ].join('\r\n');
+      const before = counts();
+      // One write each: the head in latin1 as sent on the wire, the body as UTF-8.
+      const bytes = (viaNode: boolean) => Buffer.concat([Buffer.from(head(viaNode), 'latin1'), Buffer.from(body ?? '', 'utf8')]);
+      const first = await rawRequest(front.port, bytes(false));
+      const middle = counts();
+      const second = await rawRequest(front.port, bytes(true));
+      const last = counts();
+      assert.deepEqual([middle.requests - before.requests, middle.handoffs - before.handoffs], fast ? [1, 0] : [0, 1], `${name}: ${fast ? 'the fast path' : 'node:http'}`);
+      assert.deepEqual([last.requests - middle.requests, last.handoffs - middle.handoffs], [0, 1], `${name} with a repeated header: node:http`);
+      assert.equal(first.responses[0]?.status, status, `${name}: ${first.text.slice(0, 300)}`);
+      assert.deepEqual(comparable(first.responses[0]!), comparable(second.responses[0]!), `${name}: the same answer on both paths`);
+      if (status === 200) {
+        const seen = JSON.parse(first.responses[0]!.body.toString()) as Record<string, unknown>;
+        assert.equal(seen.method, method, name);
+        assert.equal(seen.input_md5, createHash('md5').update(body ?? '').digest('hex'), `${name}: the body reached PHP whole`);
+        assert.equal(seen.HTTP_CONTENT_LENGTH, null, `${name}: Content-Length is CONTENT_LENGTH only`);
+      }
+    }
+  });
+
+  test('a body that comes after its head, in another read, is node:http\'s; a pipelined small POST stays on the fast path', async () => {
+    const before = counts();
+    const socket = net.connect({ host: '127.0.0.1', port: front.port });
+    socket.on('error', () => {});
+    await new Promise((resolve) => socket.once('connect', resolve));
+    let text = '';
+    socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    socket.write('POST /form.php HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nConnection: close\r\n\r\n');
+    // The head is read alone and handed over; the body follows once node:http has the connection.
+    await until('the head to be handed to node:http', () => counts().handoffs > before.handoffs);
+    socket.write('later');
+    await closed;
+    const [answer] = parseResponses(Buffer.from(text, 'latin1'));
+    assert.equal(answer?.status, 200, text.slice(0, 300));
+    assert.equal(JSON.parse(answer!.body.toString()).input_md5, createHash('md5').update('later').digest('hex'));
+
+    const middle = counts();
+    const posts = [1, 2, 3].map((n) => `POST /form.php?n=${n} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\nn=${n}`);
+    const { responses } = await rawRequest(front.port, posts.join('') + 'GET /form.php?n=4 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+    assert.deepEqual(
+      responses.map((response) => { const seen = JSON.parse(response.body.toString()); return [response.status, seen.method, seen.get.n, seen.post.n ?? null]; }),
+      [[200, 'POST', '1', '1'], [200, 'POST', '2', '2'], [200, 'POST', '3', '3'], [200, 'GET', '4', null]],
+    );
+    const now = counts();
+    assert.deepEqual([now.requests - middle.requests, now.handoffs - middle.handoffs], [4, 0], 'all four on the fast path');
   });
 
   test('a flood of pipelined requests is read as the answers go out (the client is paused, nothing is lost)', async () => {

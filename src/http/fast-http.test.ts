@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { test } from 'node:test';
-import { parseHead } from './fast-http.js';
+import { FAST_BODY_BYTES, parseHead } from './fast-http.js';
 
 const socket = {} as Socket;
 
@@ -22,10 +22,34 @@ test('a plain GET or HEAD: method, target, headers by lower-case name, raw heade
   assert.equal(parseHead('GET / HTTP/1.1\r\nHost: a\r\nConnection: close', socket)?.headers.connection, 'close');
 });
 
+test('POST, PUT, PATCH and DELETE with a small Content-Length of digits only, or none', () => {
+  for (const method of ['POST', 'PUT', 'PATCH', 'DELETE']) {
+    const request = parseHead(`${method} /form.php HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nContent-Length: 12`, socket);
+    assert.equal(request?.method, method);
+    assert.equal(request?.contentLength, 12);
+    assert.equal(request?.fastBody, null, 'the connection cuts the body from its bytes');
+  }
+  assert.equal(parseHead('POST / HTTP/1.1\r\nHost: a', socket)?.contentLength, 0, 'no Content-Length: no body');
+  assert.equal(parseHead('POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0', socket)?.contentLength, 0);
+  assert.equal(parseHead(`POST / HTTP/1.1\r\nHost: a\r\nContent-Length: ${FAST_BODY_BYTES}`, socket)?.contentLength, FAST_BODY_BYTES);
+});
+
 test('anything else is left to node:http', () => {
   const refused: Array<[string, string]> = [
-    ['POST', 'POST / HTTP/1.1\r\nHost: a'],
     ['OPTIONS', 'OPTIONS * HTTP/1.1\r\nHost: a'],
+    ['OPTIONS with a path', 'OPTIONS / HTTP/1.1\r\nHost: a'],
+    ['CONNECT', 'CONNECT a:443 HTTP/1.1\r\nHost: a'],
+    ['a WebDAV method', 'PROPFIND / HTTP/1.1\r\nHost: a'],
+    ['a body over the limit', `POST / HTTP/1.1\r\nHost: a\r\nContent-Length: ${FAST_BODY_BYTES + 1}`],
+    ['a Content-Length with a sign', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5'],
+    ['a Content-Length list', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5'],
+    ['two Content-Lengths', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5'],
+    ['an empty Content-Length', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length:'],
+    ['a huge Content-Length', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999'],
+    ['Content-Length with Transfer-Encoding', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked'],
+    ['a chunked POST', 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked'],
+    ['a POST with Expect', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue'],
+    ['Content-Length on HEAD', 'HEAD / HTTP/1.1\r\nHost: a\r\nContent-Length: 0'],
     ['a lower-case method', 'get / HTTP/1.1\r\nHost: a'],
     ['HTTP/1.0', 'GET / HTTP/1.0\r\nHost: a'],
     ['HTTP/2.0', 'GET / HTTP/2.0\r\nHost: a'],

@@ -1,14 +1,16 @@
 // The fast HTTP/1.1 path (issue 8): node:http's parser, IncomingMessage, ServerResponse and their
 // streams cost about a tenth of the CPU of a hello-world request through TQServer. A new connection
-// starts here. Each request whose head arrived whole and is of the plain kind (GET or HEAD, HTTP/1.1,
-// exactly one Host, no body, no Upgrade or Expect, every header a valid token with a printable
-// ASCII value, each name once) is parsed here and answered with FastRequest and FastResponse. The
+// starts here. Each request whose head arrived whole and is of the plain kind (GET or HEAD, or a
+// POST, PUT, PATCH or DELETE for PHP whose Content-Length body of at most 64 KiB came in the same
+// read; HTTP/1.1, exactly one Host, no Transfer-Encoding, Upgrade or Expect, every header a valid
+// token with a printable ASCII value, each name once) is parsed here and answered with FastRequest
+// and FastResponse. The
 // first request that is anything else (or an incomplete head) hands the connection to node:http,
 // with the bytes read so far put back: node:http then keeps it for good, and its parser, limits,
 // timeouts and error answers apply as before. So this path never accepts what node:http would refuse.
 
 import type { Socket } from 'node:net';
-import { FastRequest, FastResponse, type ResponseConnection } from './fast-response.js';
+import { FastRequest, FastResponse, type FastMethod, type ResponseConnection } from './fast-response.js';
 
 export interface FastHttpOptions {
   /** A head longer than this goes to node:http (which answers 431). */
@@ -37,6 +39,18 @@ const FIELD_VALUE = /^[\t\x20-\x7e]*$/;
 const TARGET = /^\/[\x21-\x7e]*$/;
 /** Unread pipelined bytes held while a response runs, before the socket is paused. */
 const PIPELINE_BYTES = 64 * 1024;
+/** A body larger than this (or not whole in the head's read) goes to node:http and the spool. */
+export const FAST_BODY_BYTES = 64 * 1024;
+/** The methods taken, by the request line's start. */
+const METHODS: ReadonlyArray<readonly [string, FastMethod]> = [
+  ['GET ', 'GET'],
+  ['POST ', 'POST'],
+  ['HEAD ', 'HEAD'],
+  ['PUT ', 'PUT'],
+  ['DELETE ', 'DELETE'],
+  ['PATCH ', 'PATCH'],
+];
+const CONTENT_LENGTH = /^\d{1,6}$/;
 
 /** Accepts connections for the fast path, closes idle ones, and closes them all at shutdown. */
 export class FastHttp {
@@ -201,7 +215,17 @@ class FastConnection implements ResponseConnection {
       this.#handoff();
       return;
     }
-    this.#pending = headEnd + 4 === bytes.length ? null : bytes.subarray(headEnd + 4);
+    let end = headEnd + 4;
+    if (request.contentLength > 0) {
+      // The body must be here whole; one still coming is node:http's to read (and to spool).
+      if (bytes.length - end < request.contentLength) {
+        this.#handoff();
+        return;
+      }
+      request.fastBody = bytes.subarray(end, end + request.contentLength);
+      end += request.contentLength;
+    }
+    this.#pending = end === bytes.length ? null : bytes.subarray(end);
     this.#tail = this.#pending !== null;
     this.keepAlive = request.headers.connection !== 'close';
     this.keepAliveLine = this.#owner.keepAliveLine(limits.keepAliveTimeoutMs);
@@ -310,15 +334,17 @@ class FastConnection implements ResponseConnection {
  * `text` is the head without its final blank line, as latin1.
  */
 export function parseHead(text: string, socket: Socket): FastRequest | null {
-  let method: 'GET' | 'HEAD';
-  let at: number;
-  if (text.startsWith('GET ')) {
-    method = 'GET';
-    at = 4;
-  } else if (text.startsWith('HEAD ')) {
-    method = 'HEAD';
-    at = 5;
-  } else return null;
+  let method: FastMethod | null = null;
+  let at = 0;
+  for (const [start, name] of METHODS) {
+    if (text.startsWith(start)) {
+      method = name;
+      at = start.length;
+      break;
+    }
+  }
+  if (method === null) return null;
+  let contentLength = 0;
   let lineEnd = text.indexOf('\r\n', at);
   if (lineEnd < 0) lineEnd = text.length;
   const space = text.indexOf(' ', at);
@@ -363,6 +389,11 @@ export function parseHead(text: string, socket: Socket): FastRequest | null {
         continue;
       }
       case 'content-length':
+        // Digits only, one value, small: anything else (a list, a sign, a huge body) is node:http's.
+        if (method === 'GET' || method === 'HEAD' || !CONTENT_LENGTH.test(value)) return null;
+        contentLength = Number(value);
+        if (contentLength > FAST_BODY_BYTES) return null;
+        break;
       case 'transfer-encoding':
       case 'upgrade':
       case 'expect':
@@ -374,5 +405,5 @@ export function parseHead(text: string, socket: Socket): FastRequest | null {
     start = end + 2;
   }
   if (hosts !== 1) return null;
-  return new FastRequest(method, url, headers, raw, socket);
+  return new FastRequest(method, url, headers, raw, socket, contentLength);
 }

@@ -8,19 +8,29 @@ import { EventEmitter } from 'node:events';
 import { STATUS_CODES, validateHeaderName, validateHeaderValue } from 'node:http';
 import type { Socket } from 'node:net';
 
-/** A simple request as the fast path parsed it: GET or HEAD, HTTP/1.1, no body. */
+/** The methods the fast path parses; only GET and HEAD may go elsewhere than PHP. */
+export type FastMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+/**
+ * A simple request as the fast path parsed it: HTTP/1.1, and a body only when its Content-Length
+ * bytes came in the same read as the head (a small form or JSON post), held in memory.
+ */
 export class FastRequest {
   readonly httpVersion = '1.1';
   readonly httpVersionMajor = 1;
   readonly httpVersionMinor = 1;
   readonly complete = true;
+  /** The whole body, once the connection has cut it from the bytes read (null: none). */
+  fastBody: Buffer | null = null;
   constructor(
-    readonly method: 'GET' | 'HEAD',
+    readonly method: FastMethod,
     readonly url: string,
     /** Lower-case names; a name came at most once (the parser hands repeated names to node:http). */
     readonly headers: Record<string, string>,
     readonly rawHeaders: string[],
     readonly socket: Socket,
+    /** From Content-Length; 0 without one. */
+    readonly contentLength: number,
   ) {}
 }
 

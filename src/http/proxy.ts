@@ -67,10 +67,13 @@ export function proxyToPhp(request: IncomingMessage, response: ServerResponse, t
       return undefined;
     }
     if (contentLength > 0) {
+      // A small body the fast path read with the head is whole in memory already (fast-http.ts).
+      const inMemory = (request as IncomingMessage & { fastBody?: Buffer | null }).fastBody;
+      if (inMemory) body = inMemory;
       // As nginx's fastcgi_request_buffering: a slow upload must not hold a PHP worker while its body
       // trickles in, or a handful of slow clients starve the pool.
-      if (target.requestBuffering) return spoolThenProxy(request, response, target);
-      body = request;
+      else if (target.requestBuffering) return spoolThenProxy(request, response, target);
+      else body = request;
     }
   }
   new PhpExchange(request, response, target, null).start(contentLength, body);

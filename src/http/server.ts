@@ -212,6 +212,8 @@ export class HttpFront {
     if (!match) return false;
     const resolution = resolvePath(match.rest, match.target.resolve);
     if (resolution.kind !== 'php' && (resolution.kind !== 'static' || resolution.stats.size > CACHED_FILE_BYTES)) return false;
+    // Other methods on a file get node:http's answers (405 and its Allow header).
+    if (resolution.kind !== 'php' && request.method !== 'GET' && request.method !== 'HEAD') return false;
     // FastRequest and FastResponse carry what the front, the proxy and the error pages use of these.
     this.#handle(request as unknown as IncomingMessage, respond() as unknown as ServerResponse, { query: target.query, app: match.target, resolution });
     return true;
