@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { test } from 'node:test';
@@ -23,6 +24,38 @@ test('makeTempDir: a private folder in the temp folder, named for our pid namesp
     assert.match(basename(dir), new RegExp(`^tqserver-${NAMESPACE}\\.${process.pid}-pool_with_odd_chars-\\w{6}$`));
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** A zombie: a child of `sleep`, which never reaps it. Resolves with its pid and a way to end its parent. */
+async function zombie(): Promise<{ pid: number; end: () => void }> {
+  const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const [line] = (await once(parent.stdout!, 'data')) as [Buffer];
+  const pid = Number(line.toString().trim());
+  const state = () => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+      return stat.charAt(stat.lastIndexOf(')') + 2);
+    } catch {
+      return '';
+    }
+  };
+  for (let i = 0; i < 500 && state() !== 'Z'; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.equal(state(), 'Z', `process ${pid} is a zombie`);
+  return { pid, end: () => parent.kill('SIGKILL') };
+}
+
+test('a TQServer that is a zombie (killed, never reaped) counts as gone', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'sweep-test-'));
+  const z = await zombie();
+  try {
+    const name = `tqserver-${NAMESPACE}.${z.pid}-blog-Zz9Zz9`;
+    mkdirSync(join(root, name));
+    const { log } = memoryLogger('info');
+    assert.deepEqual(await sweepTempDirs(log, root), [join(root, name)]);
+  } finally {
+    z.end();
+    rmSync(root, { recursive: true, force: true });
   }
 });
 

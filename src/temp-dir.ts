@@ -3,7 +3,7 @@
 // so a TQServer that starts later can remove the ones left by a TQServer that is gone: one killed
 // with SIGKILL (or by the OOM killer, or a power cut) never ran its stop, and /tmp kept its folders.
 
-import { readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { lstat, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,13 +29,22 @@ export function makeTempDir(what: string): Promise<string> {
   return mkdtemp(join(tmpdir(), `tqserver-${PID_NAMESPACE}.${process.pid}-${what.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40)}-`));
 }
 
-/** Whether process `pid` exists (of any user: EPERM says it does). */
+/**
+ * Whether process `pid` runs (of any user: EPERM says it exists). A zombie does not: a TQServer
+ * killed in a container whose init never reaps stays one for good, and its folders are still left.
+ */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.charAt(stat.lastIndexOf(')') + 2) !== 'Z';
+  } catch (error) {
+    // Gone since the signal check; anything else (no /proc): assume it runs.
+    return (error as NodeJS.ErrnoException).code !== 'ENOENT';
   }
 }
 
