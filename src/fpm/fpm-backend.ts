@@ -4,21 +4,19 @@
 // for requests that could not be sent, and graceful reloads.
 
 import { EventEmitter } from 'node:events';
-import { join } from 'node:path';
 import type { Backend, PoolStatus } from '../backend.js';
 import type { AppConfig, Mode } from '../config/load.js';
-import { ConfigValueError, FastCGITimeoutError, PhpTimeoutError, PoolUnavailableError, TQServerError } from '../errors.js';
+import { FastCGITimeoutError, PhpTimeoutError, PoolUnavailableError, TQServerError } from '../errors.js';
 import { formatAddress, type Address } from '../fastcgi/address.js';
 import { FastCGIResponse, toAbortError, type RequestController, type RequestOptions, type ResponseHandler } from '../fastcgi/client.js';
 import type { Logger } from '../log.js';
-import { detectPhp, type PhpBinary } from '../php/binary.js';
 import type { RequestInfo } from '../supervisor/worker.js';
 import { fpmPoolStatus, type FpmBackendEvents, type FpmBackendStats } from './fpm-backend-status.js';
 import { Attempt, FpmRequest, Requeue, type AttemptEvents } from './fpm-request.js';
 import { fpmCapacity, fpmIdleTimeoutMs, fpmPoolInput, healthCheckParams, newFpmClient } from './fpm-settings.js';
 import { parseFpmStatus } from './fpm-status.js';
-import { FpmMaster } from './launcher.js';
-import { freePort } from './probe.js';
+import type { FpmMaster } from './launcher.js';
+import { launchManagedFpm } from './managed.js';
 import { QueueWait } from './queue-wait.js';
 import { chooseUpstream, Upstream } from './upstream.js';
 
@@ -60,7 +58,6 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
   readonly #log: Logger;
   readonly #clock: () => number;
   #master: FpmMaster | null = null;
-  #binary: PhpBinary | null = null;
   #upstreams: Upstream[] = [];
   #healthTimer: NodeJS.Timeout | null = null;
   /** Rotates the first upstream looked at, so equally busy upstreams take turns. */
@@ -116,40 +113,12 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
   async start(): Promise<void> {
     const app = this.#app;
     const fpm = app.phpFpm;
-    const p = app.php.pool;
     let addresses: readonly Address[];
     if (fpm.external) {
       addresses = fpm.listen;
       this.#log.info({ app: app.name }, `app ${app.name}: external php-fpm at ${addresses.map(formatAddress).join(', ')}`);
     } else {
-      if (fpm.listen.length > 1) {
-        throw new ConfigValueError(`${app.file}: php_fpm.listen: lists ${fpm.listen.length} addresses, but a php-fpm TQServer runs listens on one (several upstreams need php_fpm.external: true)`);
-      }
-      this.#binary = await detectPhp('php-fpm', fpm.binary);
-      if (app.php.binary !== null && fpm.binary === null) {
-        // Set for php-cgi, it says nothing about which php-fpm to run: say so rather than ignore it quietly.
-        this.#log.warn(
-          { app: app.name, binary: app.php.binary },
-          `app ${app.name}: php.binary (${app.php.binary}) is not used by a php-fpm app; TQServer runs ${this.#binary.path} (set php_fpm.binary to choose another)`,
-        );
-      }
-      // A private unix socket unless told otherwise; php_fpm.transport tcp without a listen picks a free port.
-      const listen = fpm.listen[0] ?? (fpm.transport === 'tcp' ? { host: '127.0.0.1', port: await freePort() } : null);
-      const keepDir = this.#options.mode === 'dev' ? join(this.#options.root, '.tqserver', 'phpfpm', app.name) : null;
-      this.#master = new FpmMaster({
-        app: app.name,
-        binary: this.#binary,
-        log: this.#log,
-        keepDir,
-        processControlTimeoutMs: this.#options.processControlTimeoutMs,
-        pool: { ...fpmPoolInput(app), listen },
-      });
-      await this.#master.start();
-      this.#log.info(
-        { app: app.name, pid: this.#master.pid },
-        `app ${app.name}: php-fpm ${this.#binary.version.text} master pid ${this.#master.pid} on ${formatAddress(this.#master.listen)}, pm ${p.manager}, max_children ${p.maxWorkers}`,
-      );
-      if (keepDir) this.#log.info({ app: app.name }, `app ${app.name}: php-fpm config kept in ${keepDir}; reproduce with: ${this.#master.commandLine}`);
+      this.#master = await launchManagedFpm(app, this.#options);
       addresses = [this.#master.listen];
       this.#master.on('down', (reason) => this.#masterDown(reason));
       this.#master.on('up', () => this.#masterUp());
