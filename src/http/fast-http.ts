@@ -4,10 +4,10 @@
 // POST, PUT, PATCH or DELETE for PHP whose Content-Length body of at most 64 KiB came in the same
 // read; HTTP/1.1, exactly one Host, no Transfer-Encoding, Upgrade or Expect, every header a valid
 // token with a printable ASCII value, each name once) is parsed here and answered with FastRequest
-// and FastResponse. The
-// first request that is anything else (or an incomplete head) hands the connection to node:http,
-// with the bytes read so far put back: node:http then keeps it for good, and its parser, limits,
-// timeouts and error answers apply as before. So this path never accepts what node:http would refuse.
+// and FastResponse. The first request that is anything else (or an incomplete head) hands the
+// connection to node:http, with the bytes read so far put back: node:http then keeps it for good,
+// and its parser, limits, timeouts and error answers apply as before. So this path never accepts
+// what node:http would refuse.
 
 import type { Socket } from 'node:net';
 import { FastRequest, FastResponse, type FastMethod, type ResponseConnection } from './fast-response.js';
