@@ -3,11 +3,11 @@
 // it on the same connection, is left to node:http.
 
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { FAST_BODY_BYTES } from '../src/http/fast-http.js';
-import { makeProject, parseResponses, rawRequest, serverYaml, startFront, workerYaml, type Project, type RawResponse, type RunningFront } from './helpers/front.js';
+import { makeProject, parseResponses, rawRequest, serverYaml, startFront, statusJson, workerYaml, type Project, type RawResponse, type RunningFront } from './helpers/front.js';
 import { until } from './helpers/supervisor.js';
 
 /** Headers that differ from response to response whichever path answers. */
@@ -144,7 +144,7 @@ describe('the fast HTTP/1.1 path', () => {
       { name: 'a POST with Content-Length: 0', method: 'POST', target: '/form.php', type: 'text/plain', body: '', status: 200 },
       { name: 'a POST without Content-Length', method: 'POST', target: '/form.php', status: 200 },
       { name: 'a body of 16 KiB (one read on loopback)', method: 'POST', target: '/form.php', type: 'text/plain', body: 'z'.repeat(16 * 1024), status: 200 },
-      { name: 'a body one byte over the limit: node:http', method: 'POST', target: '/form.php', type: 'text/plain', body: `${big}x`, status: 413, fast: false },
+      { name: 'a body over max_body_size that streams in after its head', method: 'POST', target: '/form.php', type: 'text/plain', body: `${big}x`, status: 413 },
       { name: 'a POST to a static file: node:http (405)', method: 'POST', target: '/assets/hello.txt', type: 'text/plain', body: 'x', status: 405, fast: false },
       { name: 'a body over max_body_size', method: 'POST', target: '/form.php', type: 'text/plain', body: 'y'.repeat(24 * 1024), status: 413 },
     ];
@@ -180,7 +180,7 @@ describe('the fast HTTP/1.1 path', () => {
     }
   });
 
-  test('a body that comes after its head, in another read, is node:http\'s; a pipelined small POST stays on the fast path', async () => {
+  test('a body that comes after its head streams in on the fast path (spooled as through node:http); pipelined POSTs stay on it', async () => {
     const before = counts();
     const socket = net.connect({ host: '127.0.0.1', port: front.port });
     socket.on('error', () => {});
@@ -188,14 +188,15 @@ describe('the fast HTTP/1.1 path', () => {
     let text = '';
     socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
     const closed = new Promise((resolve) => socket.once('close', resolve));
-    socket.write('POST /form.php HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nConnection: close\r\n\r\n');
-    // The head is read alone and handed over; the body follows once node:http has the connection.
-    await until('the head to be handed to node:http', () => counts().handoffs > before.handoffs);
-    socket.write('later');
+    socket.write('POST /form.php HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 10\r\nConnection: close\r\n\r\nfirst');
+    // The head (and the body's first half) are taken; the rest follows in another read.
+    await until('the request to be taken', () => counts().requests > before.requests);
+    socket.write('-last');
     await closed;
     const [answer] = parseResponses(Buffer.from(text, 'latin1'));
     assert.equal(answer?.status, 200, text.slice(0, 300));
-    assert.equal(JSON.parse(answer!.body.toString()).input_md5, createHash('md5').update('later').digest('hex'));
+    assert.equal(JSON.parse(answer!.body.toString()).input_md5, createHash('md5').update('first-last').digest('hex'));
+    assert.equal(counts().handoffs, before.handoffs, 'no handoff');
 
     const middle = counts();
     const posts = [1, 2, 3].map((n) => `POST /form.php?n=${n} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\nn=${n}`);
@@ -264,4 +265,99 @@ describe('the fast HTTP/1.1 path', () => {
       assert.deepEqual([now.requests - before.requests, now.handoffs - before.handoffs], [0, 1], `${name}: left to node:http`);
     }
   });
+});
+
+describe('the fast path with bodies that stream in after their head', () => {
+  for (const requestBuffering of [true, false]) {
+    describe(`request_buffering: ${requestBuffering}`, () => {
+      let project: Project;
+      let front: RunningFront;
+
+      before(async () => {
+        project = await makeProject({
+          server: serverYaml({ read_timeout_seconds: 2, max_body_size: '8M', body_buffer_size: '64K', request_buffering: requestBuffering ? 'true' : 'false' }).replace(/"(true|false)"/, '$1'),
+          apps: [{ name: 'app', worker: workerYaml('/', { max_workers: 2 }) }],
+        });
+        front = await startFront(project.root);
+      });
+
+      after(async () => {
+        await front?.stop();
+        await project?.cleanup();
+      });
+
+      const counts = () => ({ ...front.server.http.fastPath });
+
+      test(requestBuffering ? 'a 3 MB body written in pieces reaches PHP whole, without node:http' : 'a body still coming is left to node:http, which streams it to PHP', async () => {
+        const body = randomBytes(3 * 1024 * 1024 + 7);
+        const head = Buffer.from(`POST /form.php HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: ${body.length}\r\n\r\n`, 'latin1');
+        const before = counts();
+        const socket = net.connect({ host: '127.0.0.1', port: front.port });
+        socket.on('error', () => {});
+        let raw = Buffer.alloc(0);
+        socket.on('data', (chunk: Buffer) => (raw = Buffer.concat([raw, chunk])));
+        const answered = new Promise<void>((resolve) => {
+          const check = () => {
+            if (parseResponses(raw).length === 1) {
+              socket.off('data', check);
+              resolve();
+            }
+          };
+          socket.on('data', check);
+        });
+        await new Promise((resolve) => socket.once('connect', resolve));
+        socket.write(Buffer.concat([head, body.subarray(0, 1000)]));
+        for (let at = 1000; at < body.length; at += 256 * 1024) {
+          if (!socket.write(body.subarray(at, at + 256 * 1024))) await new Promise((resolve) => socket.once('drain', resolve));
+        }
+        await answered;
+        socket.destroy();
+        const [answer] = parseResponses(raw);
+        assert.equal(answer!.status, 200, answer!.body.toString().slice(0, 300));
+        const seen = JSON.parse(answer!.body.toString()) as { input_bytes: number; input_md5: string; CONTENT_LENGTH: string };
+        assert.deepEqual([seen.input_bytes, seen.input_md5, seen.CONTENT_LENGTH], [body.length, createHash('md5').update(body).digest('hex'), String(body.length)]);
+        const now = counts();
+        assert.deepEqual([now.requests - before.requests, now.handoffs - before.handoffs], requestBuffering ? [1, 0] : [0, 1]);
+      });
+
+      if (!requestBuffering) return;
+
+      test('a body that stops coming is answered 408 at read_timeout, and PHP never sees it', async () => {
+        // The status page goes through node:http: read before the counts are.
+        const acceptedBefore = (await statusJson(front.port, false)).pools[0]!['accepted conn'];
+        const before = counts();
+        const started = Date.now();
+        const { responses, text } = await rawRequest(front.port, 'POST /form.php HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\nonly this much', { timeoutMs: 8000 });
+        const tookMs = Date.now() - started;
+        assert.equal(responses[0]?.status, 408, text.slice(0, 300));
+        assert.equal(responses[0]!.header('connection'), 'close');
+        assert.ok(tookMs >= 1900 && tookMs < 6000, `at read_timeout (2 s): ${tookMs} ms`);
+        const now = counts();
+        assert.deepEqual([now.requests - before.requests, now.handoffs - before.handoffs], [1, 0]);
+        assert.ok(front.find(/^408 POST \/form\.php: the request body did not arrive within 2000 ms/), 'the log says why');
+        assert.equal((await statusJson(front.port, false)).pools[0]!['accepted conn'], acceptedBefore, 'PHP never saw it');
+      });
+
+      test('pipelined after a streamed body, the next request is answered on the same connection', async () => {
+        const body = 'b'.repeat(200_000);
+        const before = counts();
+        const { responses } = await rawRequest(
+          front.port,
+          `POST /form.php?n=1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n${body}GET /form.php?n=2 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`,
+        );
+        assert.deepEqual(
+          responses.map((response) => {
+            const seen = JSON.parse(response.body.toString());
+            return [response.status, seen.method, seen.get.n, seen.input_bytes];
+          }),
+          [
+            [200, 'POST', '1', body.length],
+            [200, 'GET', '2', 0],
+          ],
+        );
+        const now = counts();
+        assert.deepEqual([now.requests - before.requests, now.handoffs - before.handoffs], [2, 0]);
+      });
+    });
+  }
 });

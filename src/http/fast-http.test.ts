@@ -22,7 +22,7 @@ test('a plain GET or HEAD: method, target, headers by lower-case name, raw heade
   assert.equal(parseHead('GET / HTTP/1.1\r\nHost: a\r\nConnection: close', socket)?.headers.connection, 'close');
 });
 
-test('POST, PUT, PATCH and DELETE with a small Content-Length of digits only, or none', () => {
+test('POST, PUT, PATCH and DELETE with a Content-Length of digits only, or none', () => {
   for (const method of ['POST', 'PUT', 'PATCH', 'DELETE']) {
     const request = parseHead(`${method} /form.php HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nContent-Length: 12`, socket);
     assert.equal(request?.method, method);
@@ -32,6 +32,8 @@ test('POST, PUT, PATCH and DELETE with a small Content-Length of digits only, or
   assert.equal(parseHead('POST / HTTP/1.1\r\nHost: a', socket)?.contentLength, 0, 'no Content-Length: no body');
   assert.equal(parseHead('POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0', socket)?.contentLength, 0);
   assert.equal(parseHead(`POST / HTTP/1.1\r\nHost: a\r\nContent-Length: ${FAST_BODY_BYTES}`, socket)?.contentLength, FAST_BODY_BYTES);
+  assert.equal(parseHead('POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10485760', socket)?.contentLength, 10_485_760, 'a larger body streams in (FastBody)');
+  assert.equal(parseHead('POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 999999999999999', socket)?.contentLength, 999_999_999_999_999, '15 digits: the proxy answers 413');
 });
 
 test('anything else is left to node:http', () => {
@@ -40,12 +42,11 @@ test('anything else is left to node:http', () => {
     ['OPTIONS with a path', 'OPTIONS / HTTP/1.1\r\nHost: a'],
     ['CONNECT', 'CONNECT a:443 HTTP/1.1\r\nHost: a'],
     ['a WebDAV method', 'PROPFIND / HTTP/1.1\r\nHost: a'],
-    ['a body over the limit', `POST / HTTP/1.1\r\nHost: a\r\nContent-Length: ${FAST_BODY_BYTES + 1}`],
     ['a Content-Length with a sign', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5'],
     ['a Content-Length list', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5'],
     ['two Content-Lengths', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5'],
     ['an empty Content-Length', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length:'],
-    ['a huge Content-Length', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999'],
+    ['a Content-Length of 16 digits', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000000000000'],
     ['Content-Length with Transfer-Encoding', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked'],
     ['a chunked POST', 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked'],
     ['a POST with Expect', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue'],

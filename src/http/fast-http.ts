@@ -10,7 +10,7 @@
 // what node:http would refuse.
 
 import type { Socket } from 'node:net';
-import { FastRequest, FastResponse, type FastMethod, type ResponseConnection } from './fast-response.js';
+import { FastBody, FastRequest, FastResponse, type FastMethod, type ResponseConnection } from './fast-response.js';
 
 export interface FastHttpOptions {
   /** A head longer than this goes to node:http (which answers 431). */
@@ -19,6 +19,8 @@ export interface FastHttpOptions {
   keepAliveTimeoutMs: number;
   /** A new connection that has sent nothing is closed after this long (server.read_timeout). */
   firstRequestTimeoutMs: number;
+  /** A request whose body has not come whole this long after its head is answered 408 (server.read_timeout). */
+  bodyTimeoutMs: number;
 }
 
 export interface FastHttpHandlers {
@@ -39,7 +41,7 @@ const FIELD_VALUE = /^[\t\x20-\x7e]*$/;
 const TARGET = /^\/[\x21-\x7e]*$/;
 /** Unread pipelined bytes held while a response runs, before the socket is paused. */
 const PIPELINE_BYTES = 64 * 1024;
-/** A body larger than this (or not whole in the head's read) goes to node:http and the spool. */
+/** A body up to this size that came whole with its head is handed on as one Buffer; others stream (FastBody). */
 export const FAST_BODY_BYTES = 64 * 1024;
 /** The methods taken, by the request line's start. */
 const METHODS: ReadonlyArray<readonly [string, FastMethod]> = [
@@ -50,7 +52,7 @@ const METHODS: ReadonlyArray<readonly [string, FastMethod]> = [
   ['DELETE ', 'DELETE'],
   ['PATCH ', 'PATCH'],
 ];
-const CONTENT_LENGTH = /^\d{1,6}$/;
+const CONTENT_LENGTH = /^\d{1,15}$/;
 
 /** Accepts connections for the fast path, closes idle ones, and closes them all at shutdown. */
 export class FastHttp {
@@ -143,6 +145,21 @@ class FastConnection implements ResponseConnection {
   #requests = 0;
   #idleSince = Date.now();
   #paused = false;
+  /** The running request's body while it streams in after its head, and when its head came. */
+  #body: FastBody | null = null;
+  #bodySince = 0;
+  /** The body's reader paused the socket (spool.ts, while the disk catches up). */
+  #bodyPaused = false;
+  readonly #bodyFlow = {
+    pause: (): void => {
+      this.#bodyPaused = true;
+      this.socket.pause();
+    },
+    resume: (): void => {
+      this.#bodyPaused = false;
+      if (!this.#paused) this.socket.resume();
+    },
+  };
   keepAlive = true;
   keepAliveLine = '';
   readonly #onData = (chunk: Buffer): void => this.#data(chunk);
@@ -170,6 +187,12 @@ class FastConnection implements ResponseConnection {
   }
 
   expireIfIdle(now: number, options: FastHttpOptions): void {
+    if (this.#body !== null && now - this.#bodySince >= options.bodyTimeoutMs) {
+      const body = this.#body;
+      this.#endBody();
+      body.timeOut(options.bodyTimeoutMs);
+      return;
+    }
     if (this.#response !== null || this.socket.destroyed) return;
     if (this.#requests > 0 && this.#pending === null) {
       if (now - this.#idleSince >= options.keepAliveTimeoutMs) this.socket.destroy();
@@ -180,6 +203,14 @@ class FastConnection implements ResponseConnection {
   }
 
   #data(chunk: Buffer): void {
+    if (this.#body !== null) {
+      const body = this.#body;
+      const rest = body.push(chunk);
+      if (!body.readableEnded) return;
+      this.#endBody();
+      if (rest === null) return;
+      chunk = rest;
+    }
     this.#pending = this.#pending === null ? chunk : Buffer.concat([this.#pending, chunk]);
     this.#tail = false;
     if (this.#response !== null) {
@@ -216,14 +247,17 @@ class FastConnection implements ResponseConnection {
       return;
     }
     let end = headEnd + 4;
+    let early: Buffer | null = null;
     if (request.contentLength > 0) {
-      // The body must be here whole; one still coming is node:http's to read (and to spool).
-      if (bytes.length - end < request.contentLength) {
-        this.#handoff();
-        return;
+      if (bytes.length - end >= request.contentLength && request.contentLength <= FAST_BODY_BYTES) {
+        request.fastBody = bytes.subarray(end, end + request.contentLength);
+        end += request.contentLength;
+      } else {
+        // The body streams in after its head: what came with the head goes first, once it is taken.
+        request.fastBodySource = new FastBody(request.contentLength, this.#bodyFlow);
+        early = bytes.subarray(end);
+        end = bytes.length;
       }
-      request.fastBody = bytes.subarray(end, end + request.contentLength);
-      end += request.contentLength;
     }
     this.#pending = end === bytes.length ? null : bytes.subarray(end);
     this.#tail = this.#pending !== null;
@@ -254,10 +288,35 @@ class FastConnection implements ResponseConnection {
     }
     this.#requests += 1;
     this.#owner.counts.requests += 1;
+    const body = request.fastBodySource;
+    if (body !== null) {
+      this.#body = body;
+      this.#bodySince = Date.now();
+      const rest = early !== null && early.length > 0 ? body.push(early) : null;
+      if (body.readableEnded) {
+        this.#endBody();
+        if (rest !== null) {
+          this.#pending = rest;
+          this.#tail = true;
+        }
+      }
+    }
+  }
+
+  /** The body is whole (or given up): later bytes are the next request's again. */
+  #endBody(): void {
+    this.#body = null;
+    if (this.#bodyPaused) {
+      this.#bodyPaused = false;
+      if (!this.#paused) this.socket.resume();
+    }
   }
 
   /** The response went to the socket whole (FastResponse#end). */
   finished(response: FastResponse, last: boolean): void {
+    // Answered before its body came whole (a 413, a 408): what is left of it can only be dropped
+    // with the connection.
+    if (this.#body !== null) last = true;
     queueMicrotask(() => {
       response.done();
       // The client may have closed or half-closed meanwhile: then nothing follows on this connection.
@@ -283,6 +342,7 @@ class FastConnection implements ResponseConnection {
    * connection is closed from this side too.
    */
   #ended(): void {
+    this.#abortBody();
     const response = this.#response;
     this.#response = null;
     this.#pending = null;
@@ -292,10 +352,18 @@ class FastConnection implements ResponseConnection {
   }
 
   #closed(): void {
+    this.#abortBody();
     this.#leave();
     const response = this.#response;
     this.#response = null;
     if (response && !response.writableFinished) response.closed();
+  }
+
+  #abortBody(): void {
+    const body = this.#body;
+    if (body === null) return;
+    this.#body = null;
+    body.abort();
   }
 
   /** Stops listening; the socket belongs to whoever has it next (node:http, or nobody once closed). */
@@ -392,7 +460,6 @@ export function parseHead(text: string, socket: Socket): FastRequest | null {
         // Digits only, one value, small: anything else (a list, a sign, a huge body) is node:http's.
         if (method === 'GET' || method === 'HEAD' || !CONTENT_LENGTH.test(value)) return null;
         contentLength = Number(value);
-        if (contentLength > FAST_BODY_BYTES) return null;
         break;
       case 'transfer-encoding':
       case 'upgrade':

@@ -22,6 +22,8 @@ export class FastRequest {
   readonly complete = true;
   /** The whole body, once the connection has cut it from the bytes read (null: none). */
   fastBody: Buffer | null = null;
+  /** A body that comes after its head, as the connection reads it (spool.ts reads it to its end). */
+  fastBodySource: FastBody | null = null;
   constructor(
     readonly method: FastMethod,
     readonly url: string,
@@ -32,6 +34,58 @@ export class FastRequest {
     /** From Content-Length; 0 without one. */
     readonly contentLength: number,
   ) {}
+}
+
+/**
+ * A request body that comes after its head: the bytes its connection reads, handed on as 'data'
+ * events up to Content-Length, then 'end'. 'aborted' if the client goes first, 'error' at the read
+ * timeout. The part of a Readable that spool.ts uses; pause() and resume() hold the socket back.
+ */
+export class FastBody extends EventEmitter {
+  readableEnded = false;
+  #remaining: number;
+  readonly #flow: { pause(): void; resume(): void };
+
+  constructor(length: number, flow: { pause(): void; resume(): void }) {
+    super();
+    this.#remaining = length;
+    this.#flow = flow;
+  }
+
+  pause(): this {
+    this.#flow.pause();
+    return this;
+  }
+
+  resume(): this {
+    this.#flow.resume();
+    return this;
+  }
+
+  /** Hands on what of `chunk` is body; returns the bytes after the body's end, or null. */
+  push(chunk: Buffer): Buffer | null {
+    const take = Math.min(this.#remaining, chunk.length);
+    this.#remaining -= take;
+    if (take > 0) this.emit('data', take === chunk.length ? chunk : chunk.subarray(0, take));
+    if (this.#remaining === 0 && !this.readableEnded) {
+      this.readableEnded = true;
+      this.emit('end');
+    }
+    return take < chunk.length ? chunk.subarray(take) : null;
+  }
+
+  /** The connection closed before the body's end. */
+  abort(): void {
+    if (this.readableEnded) return;
+    this.emit('aborted');
+    this.emit('close');
+  }
+
+  /** The body did not come whole within read_timeout: answered 408, as node:http does. */
+  timeOut(ms: number): void {
+    if (this.readableEnded) return;
+    this.emit('error', Object.assign(new Error(`the request body did not arrive within ${ms} ms (read_timeout)`), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }));
+  }
 }
 
 /** What a response needs from its connection. */

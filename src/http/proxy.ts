@@ -4,6 +4,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { buildCgiEnv, type CgiRoute } from '../cgi/env.js';
 import { CgiHeadError, CgiResponseParser, type CgiHead } from '../cgi/response.js';
@@ -87,9 +88,16 @@ export function proxyToPhp(request: IncomingMessage, response: ServerResponse, t
 async function spoolThenProxy(request: IncomingMessage, response: ServerResponse, target: ProxyTarget): Promise<void> {
   let spooled: SpooledBody;
   try {
-    spooled = await spoolBody(request, target.maxBodyBytes, target.bodyBufferBytes);
+    // A body the fast path streams (fast-http.ts) comes through its own source, not the request.
+    const source = (request as IncomingMessage & { fastBodySource?: Readable | null }).fastBodySource ?? request;
+    spooled = await spoolBody(source, target.maxBodyBytes, target.bodyBufferBytes);
   } catch (error) {
-    if (error instanceof BodyTooLargeError) {
+    if ((error as NodeJS.ErrnoException).code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      // The fast path's read_timeout for a body (node:http answers its own through clientError).
+      target.log.info({ app: target.app, req: target.requestId }, `408 ${request.method} ${request.url}: ${(error as Error).message}`);
+      response.setHeader('Connection', 'close');
+      sendErrorWithId(request, response, target.requestId, 408, 'The request body did not arrive in time.');
+    } else if (error instanceof BodyTooLargeError) {
       // Only a chunked body gets here: a Content-Length over the limit was refused before reading.
       target.log.info({ app: target.app, req: target.requestId }, `413 ${request.method} ${request.url}: chunked body over max_body_size (${target.maxBodyBytes})`);
       response.setHeader('Connection', 'close');

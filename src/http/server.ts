@@ -214,6 +214,8 @@ export class HttpFront {
     if (resolution.kind !== 'php' && (resolution.kind !== 'static' || resolution.stats.size > CACHED_FILE_BYTES)) return false;
     // Other methods on a file get node:http's answers (405 and its Allow header).
     if (resolution.kind !== 'php' && request.method !== 'GET' && request.method !== 'HEAD') return false;
+    // A body still coming is read to its end first (spool.ts); streamed to PHP as it comes, it is node:http's.
+    if (request.fastBodySource !== null && !this.#options.server.requestBuffering) return false;
     // FastRequest and FastResponse carry what the front, the proxy and the error pages use of these.
     this.#handle(request as unknown as IncomingMessage, respond() as unknown as ServerResponse, { query: target.query, app: match.target, resolution });
     return true;
@@ -470,6 +472,7 @@ function fastOptionsOf(server: ServerConfig): FastHttpOptions {
     maxHeaderBytes: server.maxHeaderBytes,
     keepAliveTimeoutMs: server.idleTimeoutMs,
     firstRequestTimeoutMs: Math.min(server.readTimeoutMs, 60_000),
+    bodyTimeoutMs: server.readTimeoutMs,
   };
 }
 
