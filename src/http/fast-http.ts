@@ -1,10 +1,10 @@
 // The fast HTTP/1.1 path (issue 8): node:http's parser, IncomingMessage, ServerResponse and their
 // streams cost about a tenth of the CPU of a hello-world request through TQServer. A new connection
 // starts here. Each request whose head arrived whole and is of the plain kind (GET or HEAD, or a
-// POST, PUT, PATCH or DELETE for PHP whose Content-Length body of at most 64 KiB came in the same
-// read; HTTP/1.1, exactly one Host, no Transfer-Encoding, Upgrade or Expect, every header a valid
-// token with a printable ASCII value, each name once) is parsed here and answered with FastRequest
-// and FastResponse. The first request that is anything else (or an incomplete head) hands the
+// POST, PUT, PATCH or DELETE for PHP with a Content-Length body, read before PHP is asked: handed on
+// whole when it came with its head, else streamed in as FastBody; HTTP/1.1, exactly one Host, no
+// Transfer-Encoding, Upgrade or Expect, every header a valid token with a printable ASCII value,
+// each name once) is parsed here and answered with FastRequest and FastResponse. The first request that is anything else (or an incomplete head) hands the
 // connection to node:http, with the bytes read so far put back: node:http then keeps it for good,
 // and its parser, limits, timeouts and error answers apply as before. So this path never accepts
 // what node:http would refuse.
