@@ -29,7 +29,8 @@ test('makeTempDir: a private folder in the temp folder, named for our pid namesp
 
 /** A zombie: a child of `sleep`, which never reaps it. Resolves with its pid and a way to end its parent. */
 async function zombie(): Promise<{ pid: number; end: () => void }> {
-  const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  // The child outlives the shell's exec by a second, so the shell (which would reap it) is gone by then.
+  const parent = spawn('sh', ['-c', 'sleep 1 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
   const [line] = (await once(parent.stdout!, 'data')) as [Buffer];
   const pid = Number(line.toString().trim());
   const state = () => {
@@ -40,7 +41,7 @@ async function zombie(): Promise<{ pid: number; end: () => void }> {
       return '';
     }
   };
-  for (let i = 0; i < 500 && state() !== 'Z'; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  for (let i = 0; i < 1000 && state() !== 'Z'; i++) await new Promise((resolve) => setTimeout(resolve, 10));
   assert.equal(state(), 'Z', `process ${pid} is a zombie`);
   return { pid, end: () => parent.kill('SIGKILL') };
 }
