@@ -4,10 +4,10 @@
 // POST, PUT, PATCH or DELETE for PHP with a Content-Length body, read before PHP is asked: handed on
 // whole when it came with its head, else streamed in as FastBody; HTTP/1.1, exactly one Host, no
 // Transfer-Encoding, Upgrade or Expect, every header a valid token with a printable ASCII value,
-// each name once) is parsed here and answered with FastRequest and FastResponse. The first request that is anything else (or an incomplete head) hands the
-// connection to node:http, with the bytes read so far put back: node:http then keeps it for good,
-// and its parser, limits, timeouts and error answers apply as before. So this path never accepts
-// what node:http would refuse.
+// each name once) is parsed here and answered with FastRequest and FastResponse. The first request
+// that is anything else (or an incomplete head) hands the connection to node:http, with the bytes
+// read so far put back: node:http then keeps it for good, and its parser, limits, timeouts and
+// error answers apply as before. So this path never accepts what node:http would refuse.
 
 import type { Socket } from 'node:net';
 import { FastBody, FastRequest, FastResponse, type FastMethod, type ResponseConnection } from './fast-response.js';

@@ -83,7 +83,9 @@ export class FastBody extends EventEmitter {
 
   /** The body did not come whole within read_timeout: answered 408, as node:http does. */
   timeOut(ms: number): void {
-    if (this.readableEnded) return;
+    // Nobody reading it (the request was answered without its body, e.g. a 413): nothing to tell,
+    // and an 'error' without a listener would throw.
+    if (this.readableEnded || this.listenerCount('error') === 0) return;
     this.emit('error', Object.assign(new Error(`the request body did not arrive within ${ms} ms (read_timeout)`), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }));
   }
 }
