@@ -147,6 +147,8 @@ describe('php_fpm.listen with two external php-fpm upstreams', () => {
     // The whole php-fpm, as a host going down: master and children at once.
     for (const pid of [doomed.pid, ...doomedChildren]) process.kill(pid, 'SIGKILL');
     await breakerReaches(backend, label, 'open', 5000);
+    // Its config folder (the process is gone already; the next test starts another php-fpm there).
+    await doomed.stop();
     const openedAt = Date.now();
     const survivorRequests = () => backend.stats().upstreams.find((u) => u.address === listenOf(fast))!.requests;
     const base = survivorRequests();
