@@ -36,6 +36,8 @@ export interface ServerSnapshot {
   version: string;
   startTime: number;
   pools: Array<{ app: AppConfig; status: PoolStatus }>;
+  /** The HTTP front's fast path: requests it answered itself, connections it handed to node:http. */
+  http?: { fastPathRequests: number; handoffs: number };
 }
 
 export class TQServer {
@@ -155,6 +157,7 @@ export class TQServer {
       version: VERSION,
       startTime: this.#startTime,
       pools: [...this.apps.values()].map((runtime) => ({ app: runtime.config, status: runtime.backend.status() })),
+      http: { fastPathRequests: this.http.fastPath.requests, handoffs: this.http.fastPath.handoffs },
     };
   }
 

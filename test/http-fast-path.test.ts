@@ -240,6 +240,15 @@ describe('the fast HTTP/1.1 path', () => {
     assert.ok(front.find(/^408: malformed or incomplete request/), 'logged as node:http would log it');
   });
 
+  test('/metrics counts the requests the fast path answered and the connections it handed on', async () => {
+    const before = counts();
+    const reply = await rawRequest(front.port, 'GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+    const body = reply.responses[0]!.body.toString();
+    // The scrape itself is a handoff (the status and metrics paths are node:http's), counted before it renders.
+    assert.match(body, new RegExp(`^tqserver_http_fast_path_requests_total ${before.requests}$`, 'm'));
+    assert.match(body, new RegExp(`^tqserver_http_handoffs_total ${before.handoffs + 1}$`, 'm'));
+  });
+
   test('anything but a plain request goes to node:http, which answers it as before', async () => {
     const cases: Array<{ name: string; bytes: string; status: number }> = [
       { name: 'two Host headers', bytes: 'GET /assets/hello.txt HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n', status: 400 },

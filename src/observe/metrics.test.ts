@@ -103,6 +103,8 @@ test('pool figures come from the snapshot at scrape time', async () => {
   assert.equal(value(m, 'tqserver_app_ready', { app: 'blog' }), 1);
   assert.equal(value(m, 'tqserver_app_ready', { app: 'shop' }), 0);
   assert.equal(value(m, 'tqserver_build_info', { version: '9.9.9' }), 1);
+  assert.equal(value(m, 'tqserver_http_fast_path_requests_total', {}), 41);
+  assert.equal(value(m, 'tqserver_http_handoffs_total', {}), 3);
 
   // The next scrape sees the pools as they are then.
   current.snapshot.pools[0]!.status = pool({ activeProcesses: 0, idleProcesses: 3, restarts: { crashed: 4 } });

@@ -372,6 +372,12 @@ export class Metrics {
       for (const r of readiness) set({ app: r.app, backend: r.backend }, r.ready ? 1 : 0);
     });
     this.#fromSnapshot('gauge', 'tqserver_build_info', 'TQServer\'s version, as a label; the value is 1.', ['version'], (set, { snapshot }) => set({ version: snapshot.version }, 1));
+    this.#fromSnapshot('counter', 'tqserver_http_fast_path_requests_total', 'Requests the HTTP front parsed and answered itself, without node:http (plain GET and HEAD, bodies with a Content-Length).', [], (set, { snapshot }) => {
+      if (snapshot.http) set({}, snapshot.http.fastPathRequests);
+    });
+    this.#fromSnapshot('counter', 'tqserver_http_handoffs_total', 'Connections the fast path handed to node:http for good: their next request was of another kind (chunked, HTTP/1.0, Expect, the status page, ...).', [], (set, { snapshot }) => {
+      if (snapshot.http) set({}, snapshot.http.handoffs);
+    });
     this.#fromSnapshot('gauge', 'tqserver_start_time_seconds', 'When TQServer started, seconds since the epoch.', [], (set, { snapshot }) => set({}, snapshot.startTime / 1000));
   }
 }

@@ -55,7 +55,7 @@ export function appConfig(name: string, path: string, maxWorkers = 4): AppConfig
 }
 
 export function snapshot(pools: Array<{ name: string; path: string; status: PoolStatus }> = [{ name: 'blog', path: '/blog', status: pool() }]): ServerSnapshot {
-  return { version: '9.9.9', startTime: T0, pools: pools.map((p) => ({ app: appConfig(p.name, p.path), status: p.status })) };
+  return { version: '9.9.9', startTime: T0, pools: pools.map((p) => ({ app: appConfig(p.name, p.path), status: p.status })), http: { fastPathRequests: 41, handoffs: 3 } };
 }
 
 export function record(overrides: Partial<RequestRecord> = {}): RequestRecord {
