@@ -269,8 +269,7 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
     }
     const target = upstream ?? chooseUpstream(this.#upstreams, request.tried, this.#turn++, this.#clock());
     if (!target) {
-      const down = this.#upstreams.every((u) => u.breaker.state !== 'closed');
-      const error = down ? this.#downError() : (request.lastError ?? this.#downError());
+      const error = this.#allDown() ? this.#downError() : (request.lastError ?? this.#downError());
       // Answered after dispatch() has returned its controller, as a queued request would be.
       if (request.attempt === 0) queueMicrotask(() => this.#finish(request, error));
       else this.#finish(request, error);
@@ -308,7 +307,7 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
         return;
       }
       // Nowhere left to send it. Once every circuit is open php-fpm is down, as said to everyone else (503).
-      if (this.#upstreams.every((u) => u.breaker.state !== 'closed')) {
+      if (this.#allDown()) {
         this.#finish(request, this.#downError());
         return;
       }
@@ -373,6 +372,11 @@ export class FpmBackend extends EventEmitter<FpmBackendEvents> implements Backen
     let queued = this.#held.length;
     for (const upstream of this.#upstreams) queued += upstream.client.queued;
     if (queued > this.#maxQueue) this.#maxQueue = queued;
+  }
+
+  /** Every circuit is open (or half-open): php-fpm is down, and requests are told so (503). */
+  #allDown(): boolean {
+    return this.#upstreams.every((u) => u.breaker.state !== 'closed');
   }
 
   #downError(): PoolUnavailableError {

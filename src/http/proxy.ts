@@ -4,7 +4,6 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { buildCgiEnv, type CgiRoute } from '../cgi/env.js';
 import { CgiHeadError, CgiResponseParser, type CgiHead } from '../cgi/response.js';
@@ -14,6 +13,7 @@ import type { Logger } from '../log.js';
 import type { Backend } from '../backend.js';
 import type { PhpTiming } from '../observe/request-record.js';
 import { describeFailure, sendError } from './error-page.js';
+import type { FastBody } from './fast-response.js';
 import type { ForwardedClient } from './forwarded.js';
 import { BodyTooLargeError, spoolBody, type SpooledBody } from './spool.js';
 
@@ -89,7 +89,7 @@ async function spoolThenProxy(request: IncomingMessage, response: ServerResponse
   let spooled: SpooledBody;
   try {
     // A body the fast path streams (fast-http.ts) comes through its own source, not the request.
-    const source = (request as IncomingMessage & { fastBodySource?: Readable | null }).fastBodySource ?? request;
+    const source = (request as IncomingMessage & { fastBodySource?: FastBody | null }).fastBodySource ?? request;
     spooled = await spoolBody(source, target.maxBodyBytes, target.bodyBufferBytes);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ERR_HTTP_REQUEST_TIMEOUT') {

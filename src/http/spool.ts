@@ -4,7 +4,7 @@
 
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import type { EventEmitter } from 'node:events';
 import { FileBody } from '../fastcgi/client-types.js';
 import { makeTempDir } from '../temp-dir.js';
 
@@ -25,6 +25,16 @@ export class BodyTooLargeError extends Error {
     super(`request body exceeds the limit of ${limit} bytes`);
     this.limit = limit;
   }
+}
+
+/**
+ * What spoolBody reads: the part of a Readable it uses ('data', 'end', 'error', 'aborted', 'close',
+ * pause and resume). node:http's IncomingMessage, or the fast path's FastBody.
+ */
+export interface BodySource extends EventEmitter {
+  pause(): unknown;
+  resume(): unknown;
+  readonly readableEnded: boolean;
 }
 
 /** server.body_buffer_size's default. */
@@ -62,7 +72,7 @@ async function writeAll(handle: FileHandle, buffers: Buffer[], bytes: number): P
  * the source is left paused, not destroyed, so the answer can still be written on its connection)
  * and with the stream's error if the client goes away.
  */
-export function spoolBody(source: Readable, maxBytes: number, memoryThreshold = DEFAULT_MEMORY_THRESHOLD): Promise<SpooledBody> {
+export function spoolBody(source: BodySource, maxBytes: number, memoryThreshold = DEFAULT_MEMORY_THRESHOLD): Promise<SpooledBody> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let length = 0;
