@@ -8,11 +8,14 @@
 // one invocation only. Needs valgrind (apt-get install valgrind); a build takes about a minute.
 //
 //   node dist/bench/instructions.js --build base=/tmp/base/dist/src/cli.js --build new=dist/src/cli.js \
-//     [--kind fpm|cgi|front] [--requests 4000] [--warmup 8000]
+//     [--kind fpm|cgi|front] [--requests 4000] [--warmup 8000] [--keep DIR]
+//
+// --keep DIR copies each build's callgrind files there (for callgrind_annotate; run with
+// NODE_OPTIONS=--perf-basic-prof to have the JIT code named from /tmp/perf-PID.map).
 
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { freePort } from '../test/helpers/peers.js';
@@ -53,7 +56,7 @@ async function load(url: string, agent: http.Agent, count: number): Promise<void
 }
 
 /** Instructions per request of one build: [main thread, all threads]. */
-async function measure(name: string, cli: string, kind: Kind, requests: number, warmup: number): Promise<[number, number]> {
+async function measure(name: string, cli: string, kind: Kind, requests: number, warmup: number, keep: string | null): Promise<[number, number]> {
   const scope = new Scope();
   try {
     const dir = await scope.tempDir(`tqserver-instr-${name}-${kind}-`);
@@ -96,7 +99,10 @@ async function measure(name: string, cli: string, kind: Kind, requests: number, 
       if (!match) continue;
       all += Number(match[1]);
       if (file.endsWith('-01')) main += Number(match[1]);
+      if (keep) await copyFile(join(dir, file), join(keep, `${name}-${kind}-${file}`));
     }
+    // With NODE_OPTIONS=--perf-basic-prof, /tmp/perf-PID.map names the JIT code in callgrind_annotate's output.
+    if (keep) log(`${name} ${kind}: callgrind files in ${keep} (pid ${tq.pid})`);
     return [main / requests, all / requests];
   } finally {
     await scope.close();
@@ -110,6 +116,7 @@ async function main(): Promise<void> {
       kind: { type: 'string', multiple: true },
       requests: { type: 'string', default: '4000' },
       warmup: { type: 'string', default: '8000' },
+      keep: { type: 'string' },
     },
   });
   const builds = (values.build ?? []).map((spec) => {
@@ -124,11 +131,13 @@ async function main(): Promise<void> {
   });
   const requests = Number(values.requests);
   const warmup = Number(values.warmup);
+  const keep = values.keep ? resolve(values.keep) : null;
+  if (keep) await mkdir(keep, { recursive: true });
   installSignalHandlers();
   const lines = ['| build | kind | k instructions/request, main thread | all threads |', '| --- | --- | ---: | ---: |'];
   for (const kind of kinds) {
     log(`${kind}: ${builds.map((b) => b.name).join(', ')} side by side, ${warmup} requests to warm up, ${requests} counted`);
-    const counts = await Promise.all(builds.map((b) => measure(b.name, b.cli, kind, requests, warmup)));
+    const counts = await Promise.all(builds.map((b) => measure(b.name, b.cli, kind, requests, warmup, keep)));
     builds.forEach((b, i) => lines.push(`| ${b.name} | ${kind} | ${(counts[i]![0] / 1000).toFixed(1)} | ${(counts[i]![1] / 1000).toFixed(1)} |`));
   }
   process.stdout.write(`${lines.join('\n')}\n`);

@@ -11,7 +11,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { decodeParams, encodeParams } from '../fastcgi/params.js';
-import { buildCgiEnv, hostName, requestUri, type CgiParams, type CgiRequest, type CgiRoute } from './env.js';
+import { buildCgiEnv, encodeCgiParams, hostName, requestUri, type CgiParams, type CgiRequest, type CgiRoute, type ConnectionMemo } from './env.js';
 
 // ---- generators ----
 
@@ -283,6 +283,61 @@ describe('buildCgiEnv under arbitrary requests (fast-check)', () => {
         );
       }),
       { numRuns: 300 },
+    );
+  });
+});
+
+describe('encodeCgiParams (the proxy\'s encoded params, issue 8) sends exactly buildCgiEnv\'s pairs', () => {
+  /** What the FastCGI client writes for these params: measured and written as it does for a request head. */
+  const sent = (params: Parameters<typeof encodeParams>[0]): string => encodeParams(params, Infinity).toString('hex');
+
+  test('the same bytes for any request and route, with its remembered runs reused in any interleaving', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(requestArb, routeArb, fc.nat({ max: 2 })), { minLength: 1, maxLength: 8 }),
+        fc.array(fc.nat(), { maxLength: 24 }),
+        (inputs, order) => {
+          // Three connections, each with its memo: the requests on one change its addresses at times (trusted proxies).
+          const memos: ConnectionMemo[] = [{ params: null }, { params: null }, { params: null }];
+          const want = inputs.map(([request, route]) => sent(buildCgiEnv(request, route)));
+          for (const pick of [...inputs.keys(), ...order]) {
+            const i = pick % inputs.length;
+            const [request, route, connection] = inputs[i]!;
+            assert.equal(sent(encodeCgiParams({ ...request, connection: memos[connection] }, route)), want[i]);
+            assert.equal(sent(encodeCgiParams(request, route)), want[i]);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  test('the same bytes for strings no parser makes (chars above 0xFF) in headers, target, paths and extras', () => {
+    const anyString = fc.array(fc.integer({ min: 0, max: 0x10ffff }), { maxLength: 30 }).map((codes) => codes.map((c) => (c <= 0xffff ? String.fromCharCode(c) : String.fromCodePoint(c))).join(''));
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.oneof(anyString, headerNameArb), anyString), { maxLength: 10 }),
+        anyString,
+        anyString,
+        fc.record({ documentRoot: anyString, prefix: anyString, script: anyString, pathInfo: anyString, serverName: anyString, serverSoftware: anyString, requestId: anyString }),
+        fc.dictionary(fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_]{0,10}$/), anyString, { maxKeys: 3 }),
+        (pairs, target, query, route, extra) => {
+          const request: CgiRequest = { method: 'GET', target, query, httpVersion: '1.1', rawHeaders: pairs.flat(), remoteAddress: '203.0.113.9', remotePort: 1, localAddress: '127.0.0.1', localPort: 8080, tls: false, contentLength: 3 };
+          const full = { ...route, extra };
+          assert.equal(sent(encodeCgiParams(request, full)), sent(buildCgiEnv(request, full)));
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  test('iterating the encoded params gives the pairs, as the php-fpm pool reads REQUEST_METHOD from them', () => {
+    fc.assert(
+      fc.property(requestArb, routeArb, (request, route) => {
+        const pairs = [...encodeCgiParams(request, route)].map(([name, value]) => [name, value.toString('hex')]);
+        assert.deepEqual(pairs, snapshot(buildCgiEnv(request, route)));
+      }),
+      { numRuns: 200 },
     );
   });
 });

@@ -139,12 +139,12 @@ describe('request headers as HTTP_*', () => {
     { name: 'non-ASCII bytes in REQUEST_URI and QUERY_STRING are passed exactly', request: { target: latin1([0x2f, 0xe9, 0x3f, 0xe8]), query: latin1([0xe8]) }, want: { REQUEST_URI: Buffer.from([0x2f, 0xe9, 0x3f, 0xe8]), QUERY_STRING: Buffer.from([0xe8]) } },
   ]);
 
-  test('variables come in a stable order: CGI, then HTTP_*, then extras', () => {
+  test('variables come in a stable order: those of the script, the connection and the request, then HTTP_*, then extras', () => {
     const names = buildCgiEnv({ ...REQUEST, rawHeaders: ['Host', 'a', 'X-B', '1'], tls: true }, { ...ROUTE, pathInfo: '/p', extra: { TQ_ID: '7' } }).map(([name]) => name);
     assert.deepEqual(names, [
-      'GATEWAY_INTERFACE', 'SERVER_SOFTWARE', 'SERVER_PROTOCOL', 'SERVER_NAME', 'SERVER_ADDR', 'SERVER_PORT', 'REQUEST_SCHEME',
-      'REQUEST_METHOD', 'REQUEST_URI', 'QUERY_STRING', 'DOCUMENT_ROOT', 'DOCUMENT_URI', 'SCRIPT_FILENAME', 'SCRIPT_NAME', 'PATH_INFO',
-      'REMOTE_ADDR', 'REMOTE_PORT', 'CONTENT_TYPE', 'CONTENT_LENGTH', 'REDIRECT_STATUS', 'PATH_TRANSLATED', 'HTTPS',
+      'GATEWAY_INTERFACE', 'SERVER_SOFTWARE', 'DOCUMENT_ROOT', 'DOCUMENT_URI', 'SCRIPT_FILENAME', 'SCRIPT_NAME', 'PATH_INFO',
+      'PATH_TRANSLATED', 'REDIRECT_STATUS', 'SERVER_ADDR', 'SERVER_PORT', 'REMOTE_ADDR', 'REMOTE_PORT', 'SERVER_PROTOCOL',
+      'SERVER_NAME', 'REQUEST_SCHEME', 'HTTPS', 'REQUEST_METHOD', 'REQUEST_URI', 'QUERY_STRING', 'CONTENT_TYPE', 'CONTENT_LENGTH',
       'HTTP_HOST', 'HTTP_X_B', 'TQ_ID',
     ]);
   });

@@ -2,6 +2,8 @@
 // function: request + route in, FastCGI params out. Request headers become HTTP_* only when they
 // cannot collide with anything: no underscores, no Proxy (httpoxy), no Content-*/Transfer-Encoding.
 
+import { ByteStringParams, bytePair } from '../fastcgi/params.js';
+
 export interface CgiRequest {
   method: string;
   /** The request target exactly as the client sent it (REQUEST_URI). */
@@ -19,6 +21,8 @@ export interface CgiRequest {
   tls: boolean;
   /** Length of the body PHP will read; null for a request without a body. */
   contentLength: number | null;
+  /** Where encodeCgiParams keeps this connection's encoded addresses between its requests (optional). */
+  connection?: ConnectionMemo;
 }
 
 export interface CgiRoute {
@@ -185,9 +189,15 @@ function parseHostName(hostHeader: string): string | null {
   return host.toLowerCase();
 }
 
-/** Builds the params for one request, in a stable order: CGI variables, then HTTP_*, then extras. */
-export function buildCgiEnv(request: CgiRequest, route: CgiRoute): CgiParams {
-  const scriptName = route.prefix + route.script;
+/** The request headers that become HTTP_* variables, with the two singletons read apart. */
+interface CollectedHeaders {
+  /** HTTP_* name to value (repeats joined), in the order first sent. */
+  headers: Map<string, string>;
+  host: string | undefined;
+  contentType: string | undefined;
+}
+
+function collectHeaders(request: CgiRequest, route: CgiRoute): CollectedHeaders {
   const headers = new Map<string, string>();
   let host: string | undefined;
   let contentType: string | undefined;
@@ -212,42 +222,222 @@ export function buildCgiEnv(request: CgiRequest, route: CgiRoute): CgiParams {
     const previous = headers.get(key);
     headers.set(key, previous === undefined ? value : `${previous}${lower === 'cookie' ? '; ' : ', '}${value}`);
   }
+  return { headers, host, contentType };
+}
 
+/** route.extra's pairs that may be set (see CgiRoute.extra). */
+function allowedExtras(extra: Readonly<Record<string, string>> | undefined): Array<[string, string]> {
+  const allowed: Array<[string, string]> = [];
+  if (!extra) return allowed;
+  for (const [key, value] of Object.entries(extra)) {
+    // Compared without case: php-cgi imports its process environment too, and a near-miss name
+    // is never what the caller meant.
+    const upper = key.toUpperCase();
+    if (ENV_NAME.test(key) && !RESERVED.has(upper) && !upper.startsWith('HTTP_')) allowed.push([key, value]);
+  }
+  return allowed;
+}
+
+/**
+ * Builds the params for one request, in a stable order: the variables of the script (the same for
+ * every request to it), of the connection, of the request, then HTTP_*, then extras. The PHP proxy
+ * sends encodeCgiParams' bytes, which are exactly these pairs encoded.
+ */
+export function buildCgiEnv(request: CgiRequest, route: CgiRoute): CgiParams {
+  const scriptName = route.prefix + route.script;
+  const { headers, host, contentType } = collectHeaders(request, route);
   const params: CgiParams = [
     ['GATEWAY_INTERFACE', 'CGI/1.1'],
     ['SERVER_SOFTWARE', route.serverSoftware],
-    ['SERVER_PROTOCOL', `HTTP/${request.httpVersion}`],
-    ['SERVER_NAME', hostName(host) ?? route.serverName],
-    ['SERVER_ADDR', request.localAddress],
-    ['SERVER_PORT', String(request.localPort)],
-    ['REQUEST_SCHEME', request.tls ? 'https' : 'http'],
-    ['REQUEST_METHOD', request.method],
-    ['REQUEST_URI', bytes(requestUri(request.target))],
-    ['QUERY_STRING', bytes(request.query)],
     ['DOCUMENT_ROOT', route.documentRoot],
     ['DOCUMENT_URI', scriptName + route.pathInfo],
     ['SCRIPT_FILENAME', route.documentRoot + route.script],
     ['SCRIPT_NAME', scriptName],
     ['PATH_INFO', route.pathInfo],
-    ['REMOTE_ADDR', request.remoteAddress],
-    ['REMOTE_PORT', String(request.remotePort)],
-    ['CONTENT_TYPE', bytes(contentType ?? '')],
-    ['CONTENT_LENGTH', request.contentLength === null ? '' : String(request.contentLength)],
-    // php-cgi refuses to run without it when cgi.force_redirect is on (the php.ini default).
-    ['REDIRECT_STATUS', '200'],
   ];
   // RFC 3875 4.1.6: PATH_TRANSLATED only when there is a PATH_INFO.
   if (route.pathInfo !== '') params.push(['PATH_TRANSLATED', route.documentRoot + route.pathInfo]);
+  params.push(
+    // php-cgi refuses to run without it when cgi.force_redirect is on (the php.ini default).
+    ['REDIRECT_STATUS', '200'],
+    ['SERVER_ADDR', request.localAddress],
+    ['SERVER_PORT', String(request.localPort)],
+    ['REMOTE_ADDR', request.remoteAddress],
+    ['REMOTE_PORT', String(request.remotePort)],
+    ['SERVER_PROTOCOL', `HTTP/${request.httpVersion}`],
+    ['SERVER_NAME', hostName(host) ?? route.serverName],
+    ['REQUEST_SCHEME', request.tls ? 'https' : 'http'],
+  );
   if (request.tls) params.push(['HTTPS', 'on']);
+  params.push(
+    ['REQUEST_METHOD', request.method],
+    ['REQUEST_URI', bytes(requestUri(request.target))],
+    ['QUERY_STRING', bytes(request.query)],
+    ['CONTENT_TYPE', bytes(contentType ?? '')],
+    ['CONTENT_LENGTH', request.contentLength === null ? '' : String(request.contentLength)],
+  );
   for (const [key, value] of headers) params.push([key, bytes(value)]);
   if (route.requestId !== undefined) params.push(['HTTP_X_REQUEST_ID', route.requestId]);
-  if (route.extra) {
-    for (const [key, value] of Object.entries(route.extra)) {
-      // Compared without case: php-cgi imports its process environment too, and a near-miss name
-      // is never what the caller meant.
-      const upper = key.toUpperCase();
-      if (ENV_NAME.test(key) && !RESERVED.has(upper) && !upper.startsWith('HTTP_')) params.push([key, value]);
-    }
-  }
+  for (const pair of allowedExtras(route.extra)) params.push(pair);
   return params;
+}
+
+// ---- the same params, encoded (the PHP proxy's hot path, issue 8) ----
+
+/**
+ * A connection's encoded SERVER_ADDR, SERVER_PORT, REMOTE_ADDR and REMOTE_PORT, kept by the caller
+ * per connection (CgiRequest.connection) and used again while the four values stay the same.
+ */
+export interface ConnectionParams {
+  localAddress: string;
+  localPort: number;
+  remoteAddress: string;
+  remotePort: number;
+  stream: string;
+}
+
+/** Where a caller keeps a connection's ConnectionParams between requests. */
+export interface ConnectionMemo {
+  params: ConnectionParams | null;
+}
+
+/** A string as the bytes of its UTF-8 encoding, one character per byte (what measureParams sends for it). */
+function utf8Bytes(text: string): string {
+  for (let i = 0; i < text.length; i++) {
+    if (text.charCodeAt(i) > 0x7f) return Buffer.from(text, 'utf8').toString('latin1');
+  }
+  return text;
+}
+
+/** A pair whose value is text (sent as UTF-8); names here are ASCII. */
+function textPair(name: string, value: string): string {
+  return bytePair(name, utf8Bytes(value));
+}
+
+const GATEWAY_PAIR = bytePair('GATEWAY_INTERFACE', 'CGI/1.1');
+const REDIRECT_PAIR = bytePair('REDIRECT_STATUS', '200');
+const SCHEME_PAIRS = [bytePair('REQUEST_SCHEME', 'http'), bytePair('REQUEST_SCHEME', 'https') + bytePair('HTTPS', 'on')] as const;
+const NO_LENGTH_PAIR = bytePair('CONTENT_LENGTH', '');
+const NO_TYPE_PAIR = bytePair('CONTENT_TYPE', '');
+const PROTOCOL_PAIRS = new Map<string, string>();
+const METHOD_PAIRS = new Map<string, string>();
+const SMALL_MAP_MAX = 64;
+
+/** A pair remembered by its value (a method, a protocol version: a handful of values all day). */
+function rememberedPair(map: Map<string, string>, value: string, make: (value: string) => string): string {
+  let pair = map.get(value);
+  if (pair === undefined) {
+    pair = make(value);
+    if (map.size >= SMALL_MAP_MAX) map.clear();
+    map.set(value, pair);
+  }
+  return pair;
+}
+
+const protocolPair = (version: string): string => textPair('SERVER_PROTOCOL', `HTTP/${version}`);
+const methodPair = (method: string): string => textPair('REQUEST_METHOD', method);
+
+/**
+ * A byte string copied into one flat string. A string built with `+` is a tree of its pieces, which
+ * V8 walks piece by piece each time it is written; a run kept for many requests is flattened once.
+ */
+function flat(stream: string): string {
+  return Buffer.from(stream, 'latin1').toString('latin1');
+}
+
+/** SERVER_NAME's pair for the last name sent (a site's clients send the same Host all day). */
+let lastServerName = { name: '', pair: '' };
+
+function serverNamePair(name: string): string {
+  if (name === lastServerName.name && lastServerName.pair !== '') return lastServerName.pair;
+  const pair = flat(textPair('SERVER_NAME', name));
+  lastServerName = { name, pair };
+  return pair;
+}
+
+/** The script's run of pairs, from GATEWAY_INTERFACE to REDIRECT_STATUS, for the last route seen. */
+let lastScript = { software: '', documentRoot: '', prefix: '', script: '', pathInfo: '', stream: '' };
+
+function scriptPairs(route: CgiRoute): string {
+  const last = lastScript;
+  if (
+    route.script === last.script &&
+    route.pathInfo === last.pathInfo &&
+    route.documentRoot === last.documentRoot &&
+    route.prefix === last.prefix &&
+    route.serverSoftware === last.software &&
+    last.stream !== ''
+  ) {
+    return last.stream;
+  }
+  const scriptName = route.prefix + route.script;
+  let stream =
+    GATEWAY_PAIR +
+    textPair('SERVER_SOFTWARE', route.serverSoftware) +
+    textPair('DOCUMENT_ROOT', route.documentRoot) +
+    textPair('DOCUMENT_URI', scriptName + route.pathInfo) +
+    textPair('SCRIPT_FILENAME', route.documentRoot + route.script) +
+    textPair('SCRIPT_NAME', scriptName) +
+    textPair('PATH_INFO', route.pathInfo);
+  if (route.pathInfo !== '') stream += textPair('PATH_TRANSLATED', route.documentRoot + route.pathInfo);
+  stream += REDIRECT_PAIR;
+  stream = flat(stream);
+  lastScript = { software: route.serverSoftware, documentRoot: route.documentRoot, prefix: route.prefix, script: route.script, pathInfo: route.pathInfo, stream };
+  return stream;
+}
+
+function connectionPairs(request: CgiRequest): string {
+  const memo = request.connection;
+  const known = memo?.params;
+  if (
+    known &&
+    known.remotePort === request.remotePort &&
+    known.localPort === request.localPort &&
+    known.remoteAddress === request.remoteAddress &&
+    known.localAddress === request.localAddress
+  ) {
+    return known.stream;
+  }
+  const stream = flat(
+    textPair('SERVER_ADDR', request.localAddress) +
+      textPair('SERVER_PORT', String(request.localPort)) +
+      textPair('REMOTE_ADDR', request.remoteAddress) +
+      textPair('REMOTE_PORT', String(request.remotePort)),
+  );
+  if (memo) {
+    memo.params = {
+      localAddress: request.localAddress,
+      localPort: request.localPort,
+      remoteAddress: request.remoteAddress,
+      remotePort: request.remotePort,
+      stream,
+    };
+  }
+  return stream;
+}
+
+/**
+ * buildCgiEnv's params, encoded as FastCGI sends them (spec 3.4), for the FastCGI client to copy
+ * into the request's head as they are. The pairs of the script and of the connection, the same from
+ * request to request, are kept encoded (the last script; the connection in `request.connection`);
+ * the rest is encoded as one string of byte values: raw header bytes as they came, text (paths,
+ * names, ids) as UTF-8. Measured as the biggest single cost of a request before (issue 8).
+ */
+export function encodeCgiParams(request: CgiRequest, route: CgiRoute): ByteStringParams {
+  const { headers, host, contentType } = collectHeaders(request, route);
+  let stream =
+    scriptPairs(route) +
+    connectionPairs(request) +
+    rememberedPair(PROTOCOL_PAIRS, request.httpVersion, protocolPair) +
+    serverNamePair(hostName(host) ?? route.serverName) +
+    SCHEME_PAIRS[request.tls ? 1 : 0] +
+    rememberedPair(METHOD_PAIRS, request.method, methodPair) +
+    bytePair('REQUEST_URI', requestUri(request.target)) +
+    bytePair('QUERY_STRING', request.query) +
+    (contentType === undefined ? NO_TYPE_PAIR : bytePair('CONTENT_TYPE', contentType)) +
+    (request.contentLength === null ? NO_LENGTH_PAIR : bytePair('CONTENT_LENGTH', String(request.contentLength)));
+  for (const [key, value] of headers) stream += bytePair(key, value);
+  if (route.requestId !== undefined) stream += textPair('HTTP_X_REQUEST_ID', route.requestId);
+  if (route.extra) for (const [key, value] of allowedExtras(route.extra)) stream += textPair(key, value);
+  return new ByteStringParams(stream);
 }

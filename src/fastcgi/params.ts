@@ -79,8 +79,37 @@ export class EncodedParams implements Iterable<RawParam> {
   }
 }
 
+/**
+ * Pairs already encoded as a name-value stream held in a string of byte values (each character one
+ * byte, 0-255), sent on as those bytes. The HTTP front builds the CGI environment this way
+ * (cgi/env.ts encodeCgiParams): runs of pairs that repeat from request to request are kept encoded,
+ * and the stream is written into the request's head with one call. Iterating decodes it, like
+ * EncodedParams.
+ */
+export class ByteStringParams implements Iterable<RawParam> {
+  readonly stream: string;
+
+  constructor(stream: string) {
+    this.stream = stream;
+  }
+
+  [Symbol.iterator](): Iterator<RawParam> {
+    return decodeParams(Buffer.from(this.stream, 'latin1'))[Symbol.iterator]();
+  }
+}
+
 /** The one-byte length prefixes (0-127) as one-character strings, made once. */
 const SHORT_LENGTHS = Array.from({ length: 128 }, (_, n) => String.fromCharCode(n));
+
+/** A name-value pair's length prefix as a string of byte values (spec 3.4). */
+export function lengthPrefix(length: number): string {
+  return length > 127 ? longLength(length) : SHORT_LENGTHS[length]!;
+}
+
+/** One pair encoded as a string of byte values; `name` and `value` must be byte strings themselves. */
+export function bytePair(name: string, value: string): string {
+  return lengthPrefix(name.length) + lengthPrefix(value.length) + name + value;
+}
 
 /**
  * The encoded stream as a latin1 string when every part is an ASCII string, else null. The usual
@@ -124,6 +153,11 @@ function highBytes(length: number): number {
 
 /** Measures pairs; throws FCGI_PARAMS_TOO_LARGE past `maxBytes` and RangeError for a part over 2^31-1 bytes. */
 export function measureParams(pairs: ParamPairs, maxBytes = DEFAULT_MAX_PARAMS_BYTES): MeasuredParams {
+  if (pairs instanceof ByteStringParams) {
+    const stream = pairs.stream;
+    if (stream.length <= maxBytes) return { entries: [], lengths: null, totalBytes: stream.length, latin1: stream };
+    return measureParams(decodeParams(Buffer.from(stream, 'latin1')), maxBytes);
+  }
   if (pairs instanceof EncodedParams) {
     const bytes = pairs.bytes;
     if (bytes.length <= maxBytes) return { entries: [], lengths: null, totalBytes: bytes.length, latin1: null, bytes };

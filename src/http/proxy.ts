@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { buildCgiEnv, type CgiRoute } from '../cgi/env.js';
+import { encodeCgiParams, type CgiRoute, type ConnectionMemo } from '../cgi/env.js';
 import { CgiHeadError, CgiResponseParser, type CgiHead } from '../cgi/response.js';
 import { FastCGIAbortError } from '../errors.js';
 import type { RequestBody, RequestController, ResponseHandler } from '../fastcgi/client.js';
@@ -113,7 +113,7 @@ async function spoolThenProxy(request: IncomingMessage, response: ServerResponse
 }
 
 /** A connection's addresses, as CGI wants them. */
-interface Endpoints {
+interface Endpoints extends ConnectionMemo {
   remoteAddress: string;
   remotePort: number;
   localAddress: string;
@@ -136,6 +136,7 @@ function endpointsOf(socket: Socket & Partial<TLSSocket>): Endpoints {
       localAddress: socket.localAddress ?? '',
       localPort: socket.localPort ?? 0,
       tls: socket.encrypted === true,
+      params: null,
     };
     // A socket whose peer is already gone has no address to remember; the next request asks again.
     if (ends.remoteAddress !== '') ENDPOINTS.set(socket, ends);
@@ -184,7 +185,7 @@ class PhpExchange implements ResponseHandler {
     const target = this.#target;
     const ends = endpointsOf(request.socket as Socket & Partial<TLSSocket>);
     const forwarded = target.forwarded ?? null;
-    const params = buildCgiEnv(
+    const params = encodeCgiParams(
       {
         method: request.method ?? 'GET',
         target: request.url ?? '/',
@@ -197,6 +198,7 @@ class PhpExchange implements ResponseHandler {
         localPort: forwarded?.port ?? ends.localPort,
         tls: forwarded?.tls ?? ends.tls,
         contentLength,
+        connection: ends,
       },
       target.route,
     );
