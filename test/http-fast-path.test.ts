@@ -8,6 +8,7 @@ import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { FAST_BODY_BYTES } from '../src/http/fast-http.js';
 import { makeProject, parseResponses, rawRequest, serverYaml, startFront, statusJson, workerYaml, type Project, type RawResponse, type RunningFront } from './helpers/front.js';
+import type { RequestRecord } from '../src/observe/request-record.js';
 import { until } from './helpers/supervisor.js';
 
 /** Headers that differ from response to response whichever path answers. */
@@ -76,6 +77,31 @@ describe('the fast HTTP/1.1 path', () => {
       assert.deepEqual(comparable(fast), comparable(slow), `${method} ${target}: the same status, headers in the same order, and body on both paths`);
       assert.ok(fast.header('x-request-id'), `${method} ${target}: X-Request-Id`);
       assert.match(fast.header('date') ?? '', /^\w{3}, \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/);
+    }
+  });
+
+  test('the bytes sent that the access log records are the bytes the client received, on both paths', async () => {
+    const sent = new Map<string, number>();
+    const waiting = new Map<string, () => void>();
+    const observer = (record: RequestRecord) => {
+      sent.set(record.id, record.bytesSent);
+      waiting.get(record.id)?.();
+    };
+    /** The record of a request: already seen, or when the observer sees it. */
+    const recorded = (id: string) => (sent.has(id) ? Promise.resolve() : new Promise<void>((resolve) => waiting.set(id, resolve)));
+    front.server.observers.add(observer);
+    try {
+      for (const { method, target, extra = [] } of cases) {
+        for (const viaNode of [false, true]) {
+          const lines = [`${method} ${target} HTTP/1.1`, 'Host: localhost', ...extra, ...(viaNode ? ['X-Twice: 1', 'X-Twice: 2'] : []), 'Connection: close', '', ''];
+          const { raw, responses } = await rawRequest(front.port, lines.join('\r\n'), { headRequests: method === 'HEAD' ? new Set([0]) : new Set() });
+          const id = responses[0]?.header('x-request-id') ?? '';
+          await recorded(id);
+          assert.equal(sent.get(id), raw.length, `${method} ${target} ${viaNode ? 'through node:http' : 'on the fast path'}`);
+        }
+      }
+    } finally {
+      front.server.observers.delete(observer);
     }
   });
 

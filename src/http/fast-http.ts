@@ -10,6 +10,7 @@
 // error answers apply as before. So this path never accepts what node:http would refuse.
 
 import type { Socket } from 'node:net';
+import { isOriginTarget, isPlainFieldValue, isToken } from './chars.js';
 import { FastBody, FastRequest, FastResponse, type FastMethod, type ResponseConnection } from './fast-response.js';
 
 export interface FastHttpOptions {
@@ -36,9 +37,6 @@ export interface FastHttpHandlers {
 
 /** Headers beyond this many send the request to node:http. */
 const MAX_HEADERS = 64;
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const FIELD_VALUE = /^[\t\x20-\x7e]*$/;
-const TARGET = /^\/[\x21-\x7e]*$/;
 /** Unread pipelined bytes held while a response runs, before the socket is paused. */
 const PIPELINE_BYTES = 64 * 1024;
 /** A body up to this size that came whole with its head is handed on as one Buffer; others stream (FastBody). */
@@ -419,7 +417,7 @@ export function parseHead(text: string, socket: Socket): FastRequest | null {
   if (space < 0 || space > lineEnd) return null;
   if (lineEnd - space !== 9 || text.slice(space + 1, lineEnd) !== 'HTTP/1.1') return null;
   const url = text.slice(at, space);
-  if (!TARGET.test(url)) return null;
+  if (!isOriginTarget(url)) return null;
   // A plain object: one without a prototype costs microseconds a request in V8's lookups. A name
   // that Object.prototype has ("__proto__", "constructor") is found by the repeat check below, and
   // such a request goes to node:http.
@@ -433,13 +431,13 @@ export function parseHead(text: string, socket: Socket): FastRequest | null {
     const colon = text.indexOf(':', start);
     if (colon < 0 || colon > end) return null;
     const name = text.slice(start, colon);
-    if (!TOKEN.test(name)) return null;
+    if (!isToken(name)) return null;
     let valueStart = colon + 1;
     let valueEnd = end;
     while (valueStart < valueEnd && (text.charCodeAt(valueStart) === 0x20 || text.charCodeAt(valueStart) === 0x09)) valueStart += 1;
     while (valueEnd > valueStart && (text.charCodeAt(valueEnd - 1) === 0x20 || text.charCodeAt(valueEnd - 1) === 0x09)) valueEnd -= 1;
     const value = text.slice(valueStart, valueEnd);
-    if (!FIELD_VALUE.test(value)) return null;
+    if (!isPlainFieldValue(value)) return null;
     const lower = name.toLowerCase();
     if (headers[lower] !== undefined) return null;
     switch (lower) {

@@ -7,6 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { STATUS_CODES, validateHeaderName, validateHeaderValue } from 'node:http';
 import type { Socket } from 'node:net';
+import { isHeaderText, isToken } from './chars.js';
 
 /** The methods the fast path parses; only GET and HEAD may go elsewhere than PHP. */
 export type FastMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -139,6 +140,8 @@ export class FastResponse extends EventEmitter {
   writableEnded = false;
   writableFinished = false;
   destroyed = false;
+  /** Bytes handed to the socket for this response (head, body, chunk framing): the access log's bytes sent. */
+  bytesSent = 0;
   readonly req: FastRequest;
   readonly socket: Socket;
   readonly #connection: ResponseConnection;
@@ -166,8 +169,10 @@ export class FastResponse extends EventEmitter {
 
   setHeader(name: string, value: HeaderValue): this {
     if (this.headersSent) throw headersSentError('set');
-    validateHeaderName(name);
-    validateHeaderValue(name, value as string);
+    // The tables settle the usual case; anything they refuse, or a value that is not a string,
+    // goes to Node's own checks, which accept or throw exactly as ServerResponse does.
+    if (typeof name !== 'string' || !isToken(name)) validateHeaderName(name);
+    if (typeof value !== 'string' || !isHeaderText(value)) validateHeaderValue(name, value as string);
     (this.#stored ??= new Map()).set(name.toLowerCase(), [name, value]);
     return this;
   }
@@ -306,8 +311,10 @@ export class FastResponse extends EventEmitter {
 
   /** One header line (or one per element of an array), validated as Node validates them. */
   #line(seen: { date: boolean; connection: boolean; length: boolean; te: boolean }, name: string, value: HeaderValue): string {
-    validateHeaderName(name);
-    validateHeaderValue(name, value as string);
+    // The tables settle the usual case; anything they refuse, or a value that is not a string,
+    // goes to Node's own checks, which accept or throw exactly as ServerResponse does.
+    if (typeof name !== 'string' || !isToken(name)) validateHeaderName(name);
+    if (typeof value !== 'string' || !isHeaderText(value)) validateHeaderValue(name, value as string);
     switch (name.length) {
       case 4:
         if (name.toLowerCase() === 'date') seen.date = true;
@@ -352,6 +359,8 @@ export class FastResponse extends EventEmitter {
         suffix = last ? '\r\n0\r\n\r\n' : '\r\n';
       } else if (last) prefix += '0\r\n\r\n';
     }
+    // prefix and suffix are latin1 text: a character is a byte.
+    this.bytesSent += prefix.length + suffix.length + (data ? data.length : 0);
     if (!data) {
       if (prefix === '') {
         if (callback) queueMicrotask(callback);

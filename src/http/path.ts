@@ -1,6 +1,8 @@
 // Request-target handling before routing (pure): split path and query, percent-decode once, refuse
 // what no file name should hold, merge slashes and remove dot segments so no encoding can climb out.
 
+import { isPlainPath } from './chars.js';
+
 export type PathResult = { ok: true; path: string; query: string } | { ok: false; reason: string };
 
 /**
@@ -27,11 +29,13 @@ export function normalizeTarget(target: string): PathResult {
     if (!absolute) return { ok: false, reason: `request target ${JSON.stringify(target.slice(0, 100))} is not a path` };
     rawPath = absolute[1] ?? '/';
   }
-  const decoded = percentDecode(rawPath);
+  // The usual path (printable ASCII, no escapes) is settled by one pass over a table.
+  const plain = isPlainPath(rawPath);
+  const decoded = plain ? rawPath : percentDecode(rawPath);
   if (decoded === null) return { ok: false, reason: 'the path has a malformed percent escape or is not valid UTF-8' };
   // Control characters have no business in a file name; NUL truncates C strings (php), CR/LF split
   // log lines and once split nginx's PATH_INFO regex (CVE-2019-11043).
-  if (/[\x00-\x1f\x7f]/.test(decoded)) return { ok: false, reason: 'the path contains a control character (NUL, CR, LF, ...)' };
+  if (!plain && /[\x00-\x1f\x7f]/.test(decoded)) return { ok: false, reason: 'the path contains a control character (NUL, CR, LF, ...)' };
   const normal = removeDotSegments(decoded);
   if (normal === null) return { ok: false, reason: 'the path climbs above the root with ..' };
   return { ok: true, path: normal, query };

@@ -15,7 +15,7 @@ import { serveStatic } from './static.js';
 import { CACHED_FILE_BYTES } from './static-cache.js';
 import { FastHttp, type FastHttpOptions } from './fast-http.js';
 import { TrustedProxies, type ForwardedClient } from './forwarded.js';
-import type { FastRequest, FastResponse } from './fast-response.js';
+import { FastResponse, type FastRequest } from './fast-response.js';
 import type { LiveReload } from './live-reload.js';
 import { newPhpTiming, requestIdFor, type PhpTiming, type RequestKind, type RequestObserver } from '../observe/request-record.js';
 
@@ -226,7 +226,9 @@ export class HttpFront {
     const startedAt = Date.now();
     const startedPerf = performance.now();
     const socket = request.socket;
-    const bytesBefore = socket.bytesWritten;
+    // The fast path counts its bytes itself; Node's bytesWritten getter copies the socket's write queue.
+    const fast = (response as unknown) instanceof FastResponse;
+    const bytesBefore = fast ? 0 : socket.bytesWritten;
     const trusted = this.#trusted;
     const context: RequestContext = {
       id: requestIdFor(request.headers['x-request-id']),
@@ -258,7 +260,7 @@ export class HttpFront {
         httpVersion: request.httpVersion,
         remoteAddress: context.forwarded?.address ?? socket.remoteAddress ?? '',
         status: response.statusCode,
-        bytesSent: socket.bytesWritten - bytesBefore,
+        bytesSent: fast ? (response as unknown as FastResponse).bytesSent : socket.bytesWritten - bytesBefore,
         startedAt,
         durationMs: now - startedPerf,
         // The queue wait starts when the backend got the request: a body read first is the client's time, not the pool's.

@@ -182,10 +182,35 @@ function putSeconds(buf: Buffer, at: number, ms: number | null): number {
   return at + 4;
 }
 
-/** A literal (ASCII) piece of the line. */
-function putLiteral(buf: Buffer, at: number, text: string): number {
-  for (let i = 0; i < text.length; i++) buf[at++] = text.charCodeAt(i);
-  return at;
+/** The line's literal pieces as bytes, made once: a loop over a Uint8Array stores them at about half the cost of one over a string's characters. */
+const bytesOf = (text: string): Uint8Array => Uint8Array.from(text, (c) => c.charCodeAt(0));
+const L_TIME_OPEN = bytesOf(' - - [');
+const L_TIME_CLOSE = bytesOf('] "');
+const L_PROTOCOL = bytesOf(' HTTP/');
+const L_REQUEST_CLOSE = bytesOf('" ');
+const L_QUOTE_OPEN = bytesOf(' "');
+const L_QUOTES = bytesOf('" "');
+const L_RT = bytesOf(' rt=');
+const L_QT = bytesOf(' qt=');
+const L_PT = bytesOf(' pt=');
+const L_BE = bytesOf(' be=');
+const L_PID = bytesOf(' pid=');
+const L_RID = bytesOf(' rid=');
+const L_ERR = bytesOf(' err=');
+
+/** A literal piece of the line. */
+function putLiteral(buf: Buffer, at: number, bytes: Uint8Array): number {
+  for (let i = 0; i < bytes.length; i++) buf[at + i] = bytes[i]!;
+  return at + bytes.length;
+}
+
+/** clfTime's text for the current second as bytes (clfTime keeps the string; this keeps its 26 bytes). */
+let timeBytes: { text: string; bytes: Uint8Array } = { text: '', bytes: new Uint8Array(0) };
+
+function putTime(buf: Buffer, at: number, epochMs: number, offsetMinutes: number | undefined): number {
+  const text = clfTime(epochMs, offsetMinutes);
+  if (text !== timeBytes.text) timeBytes = { text, bytes: bytesOf(text) };
+  return putLiteral(buf, at, timeBytes.bytes);
 }
 
 /**
@@ -194,42 +219,41 @@ function putLiteral(buf: Buffer, at: number, text: string): number {
  */
 export function putAccessLine(buf: Buffer, at: number, r: RequestRecord, combined: boolean, offsetMinutes?: number): number {
   if ((at = putField(buf, at, r.remoteAddress, true)) < 0) return -1;
-  at = putLiteral(buf, at, ' - - [');
-  // clfTime keeps the text of the current second: this is a copy of 26 characters.
-  at = putLiteral(buf, at, clfTime(r.startedAt, offsetMinutes));
-  at = putLiteral(buf, at, '] "');
+  at = putLiteral(buf, at, L_TIME_OPEN);
+  at = putTime(buf, at, r.startedAt, offsetMinutes);
+  at = putLiteral(buf, at, L_TIME_CLOSE);
   if ((at = putField(buf, at, r.method, false)) < 0) return -1;
   buf[at++] = 0x20;
   if ((at = putField(buf, at, r.uri, false)) < 0) return -1;
   if (r.httpVersion) {
-    at = putLiteral(buf, at, ' HTTP/');
+    at = putLiteral(buf, at, L_PROTOCOL);
     if ((at = putEscaped(buf, at, r.httpVersion, false)) < 0) return -1;
   }
-  at = putLiteral(buf, at, '" ');
+  at = putLiteral(buf, at, L_REQUEST_CLOSE);
   if ((at = putInteger(buf, at, r.status)) < 0) return -1;
   buf[at++] = 0x20;
   if ((at = putInteger(buf, at, r.bytesSent)) < 0) return -1;
   if (combined) {
-    at = putLiteral(buf, at, ' "');
+    at = putLiteral(buf, at, L_QUOTE_OPEN);
     if ((at = putField(buf, at, r.referer, false)) < 0) return -1;
-    at = putLiteral(buf, at, '" "');
+    at = putLiteral(buf, at, L_QUOTES);
     if ((at = putField(buf, at, r.userAgent, false)) < 0) return -1;
     buf[at++] = 0x22;
   }
-  at = putLiteral(buf, at, ' rt=');
+  at = putLiteral(buf, at, L_RT);
   if ((at = putSeconds(buf, at, r.durationMs)) < 0) return -1;
-  at = putLiteral(buf, at, ' qt=');
+  at = putLiteral(buf, at, L_QT);
   if ((at = putSeconds(buf, at, r.queueMs)) < 0) return -1;
-  at = putLiteral(buf, at, ' pt=');
+  at = putLiteral(buf, at, L_PT);
   if ((at = putSeconds(buf, at, r.phpMs)) < 0) return -1;
-  at = putLiteral(buf, at, ' be=');
+  at = putLiteral(buf, at, L_BE);
   if ((at = putAscii(buf, at, r.backend ?? '-')) < 0) return -1;
-  at = putLiteral(buf, at, ' pid=');
+  at = putLiteral(buf, at, L_PID);
   if (r.workerPid === null) buf[at++] = 0x2d;
   else if ((at = putInteger(buf, at, r.workerPid)) < 0) return -1;
-  at = putLiteral(buf, at, ' rid=');
+  at = putLiteral(buf, at, L_RID);
   if ((at = putField(buf, at, r.id, true)) < 0) return -1;
-  at = putLiteral(buf, at, ' err=');
+  at = putLiteral(buf, at, L_ERR);
   return putField(buf, at, r.error, true);
 }
 
