@@ -326,7 +326,8 @@ export class FastResponse extends EventEmitter {
         }
         break;
       case 14:
-        if (name.toLowerCase() === 'content-length') seen.length = true;
+        // The PHP proxy writes this name as it is here: no lower-casing for it.
+        if (name === 'Content-Length' || name.toLowerCase() === 'content-length') seen.length = true;
         break;
       case 17:
         if (name.toLowerCase() === 'transfer-encoding') {

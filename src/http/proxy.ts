@@ -39,6 +39,23 @@ export interface ProxyTarget {
 }
 
 /** Hop-by-hop and framing headers are ours to set, not PHP's (RFC 9110 7.6.1). */
+/**
+ * PHP's header names in lower case, remembered: a site's scripts send the same few names, and the
+ * CGI parser hands a repeated head over as the same strings (see cgi/response.ts), whose hash V8
+ * keeps, so the lookup is cheaper than lower-casing each name of each response (issue 8).
+ */
+const LOWER_NAMES = new Map<string, string>();
+
+function lowerCaseOf(name: string): string {
+  let lower = LOWER_NAMES.get(name);
+  if (lower === undefined) {
+    lower = name.toLowerCase();
+    if (LOWER_NAMES.size >= 1024) LOWER_NAMES.clear();
+    LOWER_NAMES.set(name, lower);
+  }
+  return lower;
+}
+
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-connection']);
 
 /**
@@ -322,7 +339,7 @@ class PhpExchange implements ResponseHandler {
     const head = this.#head!;
     const flat: string[] = ['X-Request-Id', this.#target.requestId];
     for (const [name, value] of head.headers) {
-      const lower = name.toLowerCase();
+      const lower = lowerCaseOf(name);
       if (HOP_BY_HOP.has(lower)) continue;
       if (lower === 'content-length' && length !== null) continue;
       flat.push(name, value);
