@@ -309,6 +309,23 @@ describe('properties', () => {
     );
   });
 
+  test('streams decoded one after another give their own names, whatever names came before at the same place (the remembered names)', () => {
+    // Names from a small pool of near-misses, so that a position often holds the same name as in
+    // the stream before, and now and then one that differs in a byte, a length or its encoding.
+    const pool = ['REQUEST_METHOD', 'REQUEST_METHOE', 'REQUEST_METHO', 'SCRIPT_FILENAME', 'SCRIPT_FILENAMf', 'HTTP_HOST', '', 'x', 'caf\u00e9', '__proto__', '0', 'HTTP_\u00c9'];
+    const streamArb = fc.array(fc.tuple(fc.constantFrom(...pool), fc.string({ maxLength: 8 })), { maxLength: 10 });
+    fc.assert(
+      fc.property(fc.array(streamArb, { minLength: 1, maxLength: 8 }), (streams) => {
+        for (const pairs of streams) {
+          const decoded = indexParams(encodeParams(pairs));
+          assert.deepEqual(decoded.names, pairs.map(([name]) => name));
+          assert.equal(decoded.canonical, pairs.every(([name]) => /^[\x00-\x7f]*$/.test(name)));
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   test('ParamsCollector decodes the same whatever the pieces', () => {
     fc.assert(
       fc.property(pairsArb, fc.array(fc.nat(), { maxLength: 8 }), (pairs, cutSeeds) => {

@@ -330,6 +330,28 @@ export class ParamsIndex {
 }
 
 /**
+ * The ASCII names of the last streams decoded, by position. A web server sends the same names in
+ * the same order with every request: a name whose bytes match the one remembered at its position
+ * is that string again instead of a new one. Its hash is then already known to every Set and Map
+ * that looks it up, and it is internalized, so comparing it with a string literal (a `switch` over
+ * names) is a pointer comparison; new strings cost the FastCGI front about a tenth of its
+ * instructions in hashing and comparing (issue 8).
+ */
+const LAST_NAMES_MAX = 128;
+const lastNames: string[] = [];
+
+/** The same text as V8's one internalized copy (property keys are internalized). */
+function internalized(text: string): string {
+  return Object.keys({ [text]: 0 })[0] ?? text;
+}
+
+/** True when `name` (ASCII) is exactly the bytes at `at`, for name.length bytes. */
+function sameAscii(name: string, bytes: Buffer, at: number): boolean {
+  for (let i = 0; i < name.length; i++) if (bytes[at + i] !== name.charCodeAt(i)) return false;
+  return true;
+}
+
+/**
  * Decodes a complete name-value stream as decodeParams does, without a Buffer per value. Throws
  * FCGI_BAD_PARAMS as decodeParams does.
  */
@@ -367,9 +389,14 @@ export function indexParams(stream: Buffer): ParamsIndex {
     }
     // Names are decoded as UTF-8, the encoding encodeParams writes them in, so pairs round-trip
     // (for ASCII, UTF-8 and latin1 read the same).
+    const index = names.length;
+    const known = index < LAST_NAMES_MAX ? lastNames[index] : undefined;
     let name: string;
-    if (isAscii(stream, at, at + nameLength)) name = text.slice(at, at + nameLength);
-    else {
+    if (known !== undefined && known.length === nameLength && sameAscii(known, stream, at)) name = known;
+    else if (isAscii(stream, at, at + nameLength)) {
+      name = internalized(text.slice(at, at + nameLength));
+      if (index < LAST_NAMES_MAX) lastNames[index] = name;
+    } else {
       name = stream.toString('utf8', at, at + nameLength);
       canonical = false;
     }
