@@ -345,12 +345,6 @@ function internalized(text: string): string {
   return Object.keys({ [text]: 0 })[0] ?? text;
 }
 
-/** True when `name` (ASCII) is exactly the bytes at `at`, for name.length bytes. */
-function sameAscii(name: string, bytes: Buffer, at: number): boolean {
-  for (let i = 0; i < name.length; i++) if (bytes[at + i] !== name.charCodeAt(i)) return false;
-  return true;
-}
-
 /**
  * Decodes a complete name-value stream as decodeParams does, without a Buffer per value. Throws
  * FCGI_BAD_PARAMS as decodeParams does.
@@ -388,11 +382,12 @@ export function indexParams(stream: Buffer): ParamsIndex {
       );
     }
     // Names are decoded as UTF-8, the encoding encodeParams writes them in, so pairs round-trip
-    // (for ASCII, UTF-8 and latin1 read the same).
+    // (for ASCII, UTF-8 and latin1 read the same). A remembered name is ASCII, and `text` has a
+    // character per byte: equal characters at `at` are equal bytes.
     const index = names.length;
     const known = index < LAST_NAMES_MAX ? lastNames[index] : undefined;
     let name: string;
-    if (known !== undefined && known.length === nameLength && sameAscii(known, stream, at)) name = known;
+    if (known !== undefined && known.length === nameLength && text.startsWith(known, at)) name = known;
     else if (isAscii(stream, at, at + nameLength)) {
       name = internalized(text.slice(at, at + nameLength));
       if (index < LAST_NAMES_MAX) lastNames[index] = name;
