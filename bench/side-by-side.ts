@@ -26,8 +26,14 @@ const WRK_THREADS = 2;
 /** wrk's per-request timeout: long enough that slow requests show in p99 instead of being dropped. */
 const WRK_TIMEOUT_SEC = 10;
 
+/**
+ * Rounds of a full run. On a shared 2-core VM a round moves by 10 to 40 % with the neighbours'
+ * load, for every contender alike; five rounds give the median two rounds of margin on each side.
+ */
+const FULL_ROUNDS = 5;
+
 function planFor(options: BenchOptions): Plan {
-  return options.quick ? { rounds: 1, quick: true, warmupSec: 0 } : { rounds: 3, quick: false, warmupSec: 1 };
+  return options.quick ? { rounds: 1, quick: true, warmupSec: 0 } : { rounds: FULL_ROUNDS, quick: false, warmupSec: 1 };
 }
 
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
@@ -174,7 +180,7 @@ function description(what: string): string {
   return (
     `${what} Every contender is started by the bench on 127.0.0.1 with its own PHP: php-fpm with pm = static and 4 children ` +
     '(the same generated pool for all), or 4 php-cgi processes; the same ini settings and scripts (bench/php). ' +
-    'wrk (2 threads, 10 s request timeout) loads each contender in turn, A B C ... A B C, for 3 rounds after a 1 s warm-up ' +
+    `wrk (2 threads, 10 s request timeout) loads each contender in turn, A B C ... A B C, for ${FULL_ROUNDS} rounds after a 1 s warm-up ` +
     '(rounds of 3 s for hello world, 4 s for the stream and the upload, 2 s otherwise; --quick: one round, half as long or 1 s, no warm-up); ' +
     `figures are medians over the rounds, "×" columns are ratios to ${BASE_LABEL} on the same workload (for latency, lower is better). ` +
     "Gateway CPU is the user + system time of the gateway's processes (TQServer's node process, nginx's master and worker, caddy; " +
@@ -290,7 +296,7 @@ export function sideBySideChart(report: RunReport): string | null {
     title: 'TQServer vs nginx and Caddy in front of the same PHP (4 processes), wrk on loopback',
     subtitle: [
       `${when} · ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB · ${m.os} · Node ${m.node} · ${m.php.replace(/ \(built.*$/, '')}`,
-      `command: ${report.command} · medians of ${report.quick ? 1 : 3} rounds · load average ${m.loadAverage} at start` +
+      `command: ${report.command} · medians of ${report.quick ? 1 : FULL_ROUNDS} rounds · load average ${m.loadAverage} at start` +
         `${report.loadAverageAtEnd === undefined ? '' : `, ${report.loadAverageAtEnd} at end`} · every figure in docs/benchmarks.md`,
       `code: ${report.revision}`,
     ],
