@@ -64,6 +64,9 @@ const targetArb = fc.oneof(
   latin1(60),
 );
 
+/** Any code points, surrogate halves included (fc.string's 'binary' unit is slow to generate): strings no parser makes. */
+const anyString = fc.array(fc.integer({ min: 0, max: 0x10ffff }), { maxLength: 30 }).map((codes) => codes.map((c) => (c <= 0xffff ? String.fromCharCode(c) : String.fromCodePoint(c))).join(''));
+
 const requestArb: fc.Arbitrary<CgiRequest> = fc.record({
   method: fc.constantFrom('GET', 'POST', 'HEAD', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'BREW'),
   target: targetArb,
@@ -240,8 +243,6 @@ describe('buildCgiEnv under arbitrary requests (fast-check)', () => {
   });
 
   test('never throws on strings no parser makes (chars above 0xFF), and still sets no reserved variable from a header', () => {
-    // Any code points, surrogate halves included (fc.string's 'binary' unit is slow to generate).
-    const anyString = fc.array(fc.integer({ min: 0, max: 0x10ffff }), { maxLength: 30 }).map((codes) => codes.map((c) => (c <= 0xffff ? String.fromCharCode(c) : String.fromCodePoint(c))).join(''));
     fc.assert(
       fc.property(
         fc.array(fc.tuple(fc.oneof(anyString, headerNameArb), anyString), { maxLength: 10 }),
@@ -313,7 +314,6 @@ describe('encodeCgiParams (the proxy\'s encoded params, issue 8) sends exactly b
   });
 
   test('the same bytes for strings no parser makes (chars above 0xFF) in headers, target, paths and extras', () => {
-    const anyString = fc.array(fc.integer({ min: 0, max: 0x10ffff }), { maxLength: 30 }).map((codes) => codes.map((c) => (c <= 0xffff ? String.fromCharCode(c) : String.fromCodePoint(c))).join(''));
     fc.assert(
       fc.property(
         fc.array(fc.tuple(fc.oneof(anyString, headerNameArb), anyString), { maxLength: 10 }),

@@ -346,27 +346,27 @@ function flat(stream: string): string {
 }
 
 /** SERVER_NAME's pair for the last name sent (a site's clients send the same Host all day). */
-let lastServerName = { name: '', pair: '' };
+let lastServerName: { name: string; pair: string } | null = null;
 
 function serverNamePair(name: string): string {
-  if (name === lastServerName.name && lastServerName.pair !== '') return lastServerName.pair;
+  if (lastServerName !== null && name === lastServerName.name) return lastServerName.pair;
   const pair = flat(textPair('SERVER_NAME', name));
   lastServerName = { name, pair };
   return pair;
 }
 
 /** The script's run of pairs, from GATEWAY_INTERFACE to REDIRECT_STATUS, for the last route seen. */
-let lastScript = { software: '', documentRoot: '', prefix: '', script: '', pathInfo: '', stream: '' };
+let lastScript: { software: string; documentRoot: string; prefix: string; script: string; pathInfo: string; stream: string } | null = null;
 
 function scriptPairs(route: CgiRoute): string {
   const last = lastScript;
   if (
+    last !== null &&
     route.script === last.script &&
     route.pathInfo === last.pathInfo &&
     route.documentRoot === last.documentRoot &&
     route.prefix === last.prefix &&
-    route.serverSoftware === last.software &&
-    last.stream !== ''
+    route.serverSoftware === last.software
   ) {
     return last.stream;
   }
