@@ -102,7 +102,7 @@ export class ByteStringParams implements Iterable<RawParam> {
 const SHORT_LENGTHS = Array.from({ length: 128 }, (_, n) => String.fromCharCode(n));
 
 /** A name-value pair's length prefix as a string of byte values (spec 3.4). */
-export function lengthPrefix(length: number): string {
+function lengthPrefix(length: number): string {
   return length > 127 ? longLength(length) : SHORT_LENGTHS[length]!;
 }
 
@@ -127,14 +127,10 @@ function latin1Stream(entries: ReadonlyArray<readonly [string, ParamValue]>): st
     if (typeof value !== 'string') return null;
     const nl = name.length;
     const vl = value.length;
-    if (nl > 127) {
-      stream += longLength(nl);
-      highPrefixBytes += highBytes(nl);
-    } else stream += SHORT_LENGTHS[nl]!;
-    if (vl > 127) {
-      stream += longLength(vl);
-      highPrefixBytes += highBytes(vl);
-    } else stream += SHORT_LENGTHS[vl]!;
+    stream += lengthPrefix(nl);
+    if (nl > 127) highPrefixBytes += highBytes(nl);
+    stream += lengthPrefix(vl);
+    if (vl > 127) highPrefixBytes += highBytes(vl);
     stream += name;
     stream += value;
   }
